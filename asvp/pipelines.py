@@ -1,0 +1,334 @@
+"""The AL round loop of one grid cell: random baseline, standard AL, SVPp and ASVP.
+
+Round ``r`` starts with ``budgets[r]`` labels. (1) Fine-tune a fresh copy of the pre-trained
+backbone on them and measure test accuracy: the evaluation point. (2) Unless this is the last
+budget, score the unlabelled pool and select up to ``budgets[r + 1]``:
+
+- ``random``: no model; uniform selection (the reference of every sample-saving ratio).
+- ``standard``: with the model just fine-tuned (cold start every round, official code).
+- ``svpp``: with a fresh proxy MLP trained on frozen pre-trained features, extracted once.
+- ``asvp``: as svpp; before (1) an indicator (:class:`~asvp.trigger.FeatureUpdateRule`) reads
+  the labelled set's current features. If it calls for an update, the model fine-tuned in (1)
+  re-extracts the pool features, and the proxy uses them from this round's selection on; the
+  labelled set is kept. With ``train_method: auto`` the fine-tune of (1) is LP-FT while the
+  proxy uses pre-trained features and FT from the update on (the fine-tune that produces the
+  new features is already FT, since its purpose is to move the features).
+
+The seed fixes the initial labelled set (shared by every cell of a dataset and seed) and, per
+round, the fine-tune, the proxy and random selection, so a round can be replayed exactly.
+
+Every phase is timed. Compute needed to make selections is *sampling* compute (charged in the
+total cost); compute only done to measure accuracy is *evaluation* compute, reported apart.
+Feature extraction is charged with its measured seconds even when read from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from asvp.config import CellConfig
+from asvp.data import Split, load_dataset
+from asvp.features import FeatureStore, index_hash
+from asvp.models.backbones import Backbone, load_backbone
+from asvp.models.heads import Classifier
+from asvp.strategies import SelectionRequest, select, strategy_needs_probs
+from asvp.timing import PhaseTimer
+from asvp.training import (
+    accuracy,
+    extract_features,
+    fine_tune,
+    predict_probabilities,
+    proxy_probabilities,
+    train_proxy,
+)
+from asvp.trigger import FeatureUpdateRule, UpdateDecision
+
+PIPELINES = ("random", "standard", "svpp", "asvp")
+PIPELINE_TRAIN_METHODS = {
+    "random": ("ft", "lpft"),
+    "standard": ("ft", "lpft"),
+    "svpp": ("ft", "lpft"),
+    "asvp": ("ft", "lpft", "auto"),
+}
+ALWAYS_SAMPLING = ("extract_features", "update_extract", "indicator", "proxy_train", "pool_score")
+
+
+@dataclass
+class RoundRecord:
+    """What one round did and measured. ``labels`` is the evaluation budget (MLflow step)."""
+
+    round: int
+    labels: int
+    test_acc: float
+    train_method: str
+    seconds: dict[str, float]
+    sampling_seconds: float
+    evaluation_seconds: float
+    selected: list[int]
+    feature_version: int
+    indicator: UpdateDecision | None = None
+
+
+@dataclass
+class CellResult:
+    rounds: list[RoundRecord] = field(default_factory=list)
+    labeled_order: list[int] = field(default_factory=list)
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 31-bit seed for one purpose of one round, stable across processes and platforms."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") >> 1
+
+
+def initial_labeled_set(pool_size: int, size: int, seed: int) -> np.ndarray:
+    """The random initial labelled set, shared by every cell of a dataset and seed."""
+    rng = np.random.default_rng(derive_seed(seed, "initial"))
+    return rng.choice(pool_size, size=size, replace=False).astype(np.int64)
+
+
+class _Features:
+    """The proxy's current pool features (pre-trained first, then each ASVP update's)."""
+
+    def __init__(self, pool: torch.Tensor) -> None:
+        self.pool = pool
+        self.version = 0
+
+    def replace(self, pool: torch.Tensor) -> None:
+        self.pool = pool
+        self.version += 1
+
+
+class CellRunner:
+    """Runs one cell's rounds; ``on_round`` receives each finished round's record."""
+
+    def __init__(
+        self,
+        config: CellConfig,
+        feature_store: FeatureStore,
+        device: torch.device,
+        on_round: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        if config.pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline {config.pipeline!r}; expected one of {PIPELINES}")
+        if config.train_method not in PIPELINE_TRAIN_METHODS[config.pipeline]:
+            raise ValueError(
+                f"train_method {config.train_method!r} is not available for pipeline "
+                f"{config.pipeline!r}; expected one of {PIPELINE_TRAIN_METHODS[config.pipeline]}"
+            )
+        self.config = config
+        self.store = feature_store
+        self.device = torch.device(device)
+        self.on_round = on_round or (lambda record: None)
+        self.timer = PhaseTimer(self.device)
+        self.split: Split = load_dataset(config.dataset, **config.dataset_options)
+        self.features: _Features | None = None
+        self.rule = (
+            FeatureUpdateRule(config.trigger, derive_seed(config.seed, "indicator"))
+            if config.pipeline == "asvp"
+            else None
+        )
+
+    # -- phases -------------------------------------------------------------------------
+
+    def _fresh_backbone(self) -> Backbone:
+        return load_backbone(self.config.backbone)
+
+    def _pretrained_features(self) -> None:
+        """Pool features of the frozen pre-trained backbone, through the feature store."""
+        backbone = self._fresh_backbone()
+        pool_ids = np.arange(len(self.split.pool))
+        key = {
+            "weights_sha256": backbone.weights_sha256,
+            "model": backbone.name,
+            "image_size": self.config.image_size,
+            "mean": backbone.preprocessing.mean,
+            "std": backbone.preprocessing.std,
+            "dataset": self.config.dataset,
+            "dataset_options": self.config.dataset_options,
+            "split": "pool",
+            "indices": index_hash(pool_ids),
+        }
+        stored = self.store.get_or_extract(key, lambda: self._extract(backbone), self.device)
+        self.timer.seconds["extract_features"] += stored.extract_seconds
+        self.features = _Features(torch.from_numpy(np.array(stored.features)).to(self.device))
+
+    def _extract(self, backbone: Backbone) -> torch.Tensor:
+        return extract_features(
+            backbone,
+            self.split.pool,
+            np.arange(len(self.split.pool)),
+            self.config.image_size,
+            self.config.finetune.eval_batch_size,
+            self.device,
+        )
+
+    def _train_method(self) -> str:
+        if self.config.train_method != "auto":
+            return self.config.train_method
+        return "ft" if self.features is not None and self.features.version > 0 else "lpft"
+
+    def _fine_tune(self, round_index: int, labeled: np.ndarray, method: str) -> Classifier:
+        backbone = self._fresh_backbone()
+        with self.timer.phase("finetune"):
+            model = fine_tune(
+                backbone,
+                self.split.pool,
+                labeled,
+                method,
+                self.config.finetune,
+                self.config.linear_probe,
+                self.config.image_size,
+                derive_seed(self.config.seed, round_index, "finetune"),
+                self.device,
+            )
+        self._backbone = backbone
+        return model
+
+    def _test_accuracy(self, model: Classifier) -> float:
+        with self.timer.phase("test_eval"):
+            probs = predict_probabilities(
+                model,
+                self._backbone,
+                self.split.test,
+                np.arange(len(self.split.test)),
+                self.config.image_size,
+                self.config.finetune.eval_batch_size,
+                self.device,
+            )
+        return accuracy(probs, self.split.test.labels)
+
+    def _read_indicator(self, labels_used: int, is_last: bool, labeled: np.ndarray) -> UpdateDecision:
+        assert self.rule is not None and self.features is not None
+        with self.timer.phase("indicator"):
+            features = (
+                self.features.pool[torch.from_numpy(labeled).to(self.device)].double().cpu().numpy()
+                if self.rule.needs_value()
+                else None
+            )
+            return self.rule.decide(labels_used, is_last, features, self.split.pool.labels[labeled])
+
+    def _update_features(self, model: Classifier) -> None:
+        """ASVP feature alignment: pool features from the backbone just fine-tuned."""
+        assert self.features is not None
+        with self.timer.phase("update_extract"):
+            self.features.replace(self._extract(self._backbone))
+        del model
+
+    def _pool_probabilities(
+        self, round_index: int, labeled: np.ndarray, unlabeled: np.ndarray, model: Classifier
+    ) -> torch.Tensor | None:
+        if not strategy_needs_probs(self.config.strategy):
+            return None
+        if self.config.pipeline == "standard":
+            with self.timer.phase("pool_score"):
+                return predict_probabilities(
+                    model,
+                    self._backbone,
+                    self.split.pool,
+                    unlabeled,
+                    self.config.image_size,
+                    self.config.finetune.eval_batch_size,
+                    self.device,
+                )
+        assert self.features is not None
+        targets = torch.from_numpy(self.split.pool.labels[labeled]).to(self.device)
+        with self.timer.phase("proxy_train"):
+            proxy = train_proxy(
+                self.features.pool[torch.from_numpy(labeled).to(self.device)],
+                targets,
+                self.split.pool.num_classes,
+                self.config.proxy,
+                derive_seed(self.config.seed, round_index, "proxy"),
+            )
+        with self.timer.phase("pool_score"):
+            return proxy_probabilities(
+                proxy,
+                self.features.pool[torch.from_numpy(unlabeled).to(self.device)],
+                self.config.proxy.score_batch_size,
+            )
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> CellResult:
+        config = self.config
+        budgets = config.budgets
+        labeled = initial_labeled_set(len(self.split.pool), budgets[0], config.seed)
+        result = CellResult(labeled_order=labeled.tolist())
+        if config.pipeline in ("svpp", "asvp"):
+            self._pretrained_features()
+        for round_index, labels_used in enumerate(budgets):
+            is_last = round_index == len(budgets) - 1
+            decision = (
+                self._read_indicator(labels_used, is_last, labeled) if self.rule else None
+            )
+            updating = decision is not None and decision.update
+            method = "ft" if updating and config.train_method == "auto" else self._train_method()
+            model = self._fine_tune(round_index, labeled, method)
+            test_acc = self._test_accuracy(model)
+            if updating:
+                self._update_features(model)
+            selected = np.empty(0, dtype=np.int64)
+            if not is_last:
+                unlabeled = np.setdiff1d(np.arange(len(self.split.pool)), labeled)
+                probs = self._pool_probabilities(round_index, labeled, unlabeled, model)
+                with self.timer.phase("select"):
+                    selected = select(
+                        config.strategy,
+                        SelectionRequest(
+                            pool_ids=unlabeled,
+                            labeled=labeled,
+                            budget=budgets[round_index + 1] - labels_used,
+                            rng=np.random.default_rng(derive_seed(config.seed, round_index, "select")),
+                            probs=probs,
+                        ),
+                    )
+                labeled = np.concatenate([labeled, selected])
+            record = self._record(round_index, labels_used, test_acc, method, selected, decision)
+            result.rounds.append(record)
+            result.labeled_order.extend(selected.tolist())
+            self.on_round(record)
+        return result
+
+    def _record(
+        self,
+        round_index: int,
+        labels_used: int,
+        test_acc: float,
+        method: str,
+        selected: np.ndarray,
+        decision: UpdateDecision | None,
+    ) -> RoundRecord:
+        seconds = self.timer.take()
+        finetune_selects = self.config.pipeline == "standard" or (decision is not None and decision.update)
+        sampling_phases = set(ALWAYS_SAMPLING) | {"select"}
+        if finetune_selects:
+            sampling_phases.add("finetune")
+        sampling = sum(v for k, v in seconds.items() if k in sampling_phases)
+        return RoundRecord(
+            round=round_index,
+            labels=labels_used,
+            test_acc=test_acc,
+            train_method=method,
+            seconds=seconds,
+            sampling_seconds=sampling,
+            evaluation_seconds=sum(seconds.values()) - sampling,
+            selected=selected.tolist(),
+            feature_version=self.features.version if self.features is not None else 0,
+            indicator=decision,
+        )
+
+
+def run_cell(
+    config: CellConfig,
+    feature_store: FeatureStore,
+    device: torch.device | str = "cpu",
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> CellResult:
+    """Run every round of one cell (see the module docstring)."""
+    return CellRunner(config, feature_store, torch.device(device), on_round).run()

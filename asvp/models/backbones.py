@@ -14,9 +14,11 @@ load (the official ASVP code silently drops unmatched keys and trains a random n
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -60,9 +62,21 @@ def available_backbones() -> list[str]:
 
 
 def load_backbone(name: str) -> Backbone:
-    """Build a fresh copy of the named backbone with its pre-trained weights."""
+    """A fresh copy of the named backbone with its pre-trained weights.
+
+    The weights are read and hashed once per process; every call returns an independent
+    network (fine-tuning one never changes the next round's starting point).
+    """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
+        raise ValueError(
+            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
+        )
+    template = _pretrained_template(name)
+    return replace(template, network=copy.deepcopy(template.network))
+
+
+@cache
+def _pretrained_template(name: str) -> Backbone:
     return _REGISTRY[name]()
 
 

@@ -1,0 +1,32 @@
+# asvp-bench: `make demo` and `make test` each set everything up on a fresh machine.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Keeps every pip install on the pinned torch/torchvision (see constraints.txt).
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+# Offline-friendly defaults: no model-hub lookups, no display for plots.
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install
+	$(BIN)/asvp-bench run experiments/demo.yaml
+	$(BIN)/asvp-bench report experiments/demo.yaml
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf results/demo .asvp mlflow.db mlruns

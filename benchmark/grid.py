@@ -1,0 +1,961 @@
+"""Grid files: YAML schema, validation, expansion into cells, and run keys.
+
+A grid file (``experiments/*.yaml``) names datasets with their budget schedules, one backbone,
+seeds, strategies and pipelines, plus the method's settings. :func:`load_grid` reads and
+validates it into a :class:`Grid`; :func:`expand_cells` turns a grid into :class:`Cell` s, each
+with its :class:`asvp.config.CellConfig`, run key and MLflow run name (``DESIGN.md``, "Run
+identity, tracking, resume"). The example grid below shows every key::
+
+    name: demo                       # required; MLflow experiment name; [A-Za-z0-9_.-]+
+    description: "..."               # optional string
+    datasets:                        # required, non-empty; each name at most once
+      - name: mnist5k                # one of asvp.data.available_datasets()
+        options: {test_size: 500}    # optional; keyword arguments of the dataset's loader
+        budgets: [20, 40, 60]        # cumulative label counts, strictly increasing, <= pool size
+    backbone: efficientnet_lite0     # one of asvp.models.backbones.available_backbones()
+    image_size: 48                   # default 224
+    seeds: [0, 1]                    # distinct integers >= 0
+    strategies: [random, margin]     # must contain "random" (the baseline of every ratio)
+    pipelines:                       # standard: ft | lpft; svpp: ft | lpft; asvp: ft | lpft | auto
+      - {pipeline: svpp, train_method: lpft}
+    baseline: {train_method: ft}     # the random baseline's evaluation fine-tune; default ft
+    finetune: {epochs: 15}           # fields of asvp.config.FineTuneConfig
+    linear_probe: {}                 # LinearProbeConfig
+    proxy: {}                        # ProxyConfig
+    trigger: {rule: logme}           # TriggerConfig
+    costs: {label_price: 0.05, reviews_per_label: 1, device_hour: {cpu: 0.1}, note: "..."}
+    executor: {kind: local, max_parallel: null}
+    tracking: {uri: null}            # null: MLflow's default (sqlite:///mlflow.db)
+    feature_store: .asvp/features    # relative paths are relative to the working directory
+
+Decisions written down here (``DESIGN.md`` leaves them open):
+
+- The schema of ``finetune``, ``linear_probe``, ``proxy`` and ``trigger`` is derived from the
+  dataclasses in :mod:`asvp.config` (field names, annotated types, defaults), and that of
+  ``costs``, ``executor``, ``baseline`` and ``tracking`` from the dataclasses below, so no key
+  or default is written twice. Range checks (``epochs >= 1``, ``fraction`` in (0, 1], ...) are in
+  ``_FIELD_RULES``.
+- Types are strict: an integer field refuses ``true`` and ``2.5``; a float field accepts an
+  integer (``lr: 1`` is ``1.0``, so both give the same run key); non-finite numbers are
+  refused. The YAML reader follows YAML 1.2 for floats, so ``1e-4`` is a number (PyYAML alone
+  reads it as a string), and a key given twice in one mapping is an error, not "last one wins".
+- ``${NAME}`` and ``${NAME:-default}`` in string values are replaced by environment variables
+  when the file is read (the default is used when the variable is unset or empty, as in the
+  shell). In a field that is not a string (``epochs: ${EPOCHS:-15}``) the expanded text is read
+  as a YAML scalar. Dataset options are untyped, so an expanded option stays a string. Inside a
+  flow mapping (``{...}``) quote the reference: ``finetune: {epochs: "${EPOCHS:-15}"}``.
+- Every dataset is loaded once at validation (``check_data=True``, the default) to check its
+  options and that the last budget fits its pool; missing data is refused before anything runs.
+- A dataset name may appear once per grid and a (pipeline, train_method) pair once, so that run
+  names are unique within a grid.
+- A run key hashes only what determines results (:func:`scientific_config`): a svpp cell's key
+  ignores ``trigger``, a ``ft`` cell's key ignores ``linear_probe``. Dataset options are hashed
+  as written (loader defaults are not filled in), so ``options: {}`` and the loader's default
+  written out give different keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from asvp.config import CellConfig, FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
+from asvp.data import available_datasets, load_dataset
+from asvp.models.backbones import available_backbones
+from asvp.strategies import available_strategies
+from asvp.training import TRAIN_METHODS
+from asvp.trigger import TRIGGER_RULES
+
+__all__ = [
+    "EXECUTOR_KINDS",
+    "PIPELINE_TRAIN_METHODS",
+    "RANDOM",
+    "RESULTS_VERSION",
+    "Cell",
+    "Costs",
+    "DatasetSpec",
+    "ExecutorSettings",
+    "Grid",
+    "GridError",
+    "PipelineSpec",
+    "expand_cells",
+    "load_grid",
+    "resolve_tracking_uri",
+    "run_key",
+    "run_name",
+    "scientific_config",
+]
+
+# Bump when a code change alters results: it changes every run key, so `run` re-runs every cell
+# instead of skipping cells whose finished runs were made by the old code.
+RESULTS_VERSION: int = 1
+
+RANDOM = "random"
+"""The random baseline's strategy name, and its pipeline name in cells and run names."""
+
+PIPELINE_TRAIN_METHODS: dict[str, tuple[str, ...]] = {
+    "standard": TRAIN_METHODS,
+    "svpp": TRAIN_METHODS,
+    "asvp": (*TRAIN_METHODS, "auto"),
+}
+"""The train methods each pipeline accepts (``auto``: ASVP's training-method choice)."""
+
+EXECUTOR_KINDS = ("debug", "local")
+
+# fmt: off
+_TOP_LEVEL_KEYS = (
+    "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
+    "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "costs", "executor",
+    "tracking", "feature_store",
+)
+# fmt: on
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class GridError(ValueError):
+    """An invalid grid file. ``errors`` holds one line per problem, each naming the file, the
+    dotted key, the offending value and what is expected; the message is those lines."""
+
+    def __init__(self, path: str | os.PathLike[str], errors: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# --------------------------------------------------------------------------------------------
+# The grid and its parts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Prices for the total-cost tables (``DESIGN.md``, "Metrics and costs"); printed with them.
+
+    ``label_price`` is USD per label per review, ``device_hour`` maps a device kind (as tagged on
+    runs, e.g. ``cpu``, ``gpu``) to USD per device-hour.
+    """
+
+    label_price: float = 0.0
+    reviews_per_label: int = 1
+    device_hour: dict[str, float] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How cells are run (``benchmark/launch.py``); never part of a run key.
+
+    ``max_parallel``: cells run at once; None means the number of CPU cores.
+    """
+
+    kind: str = "local"
+    max_parallel: int | None = None
+
+
+@dataclass(frozen=True)
+class _BaselineSettings:
+    train_method: str = "ft"
+
+
+@dataclass(frozen=True)
+class _TrackingSettings:
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a grid: registry name, loader options and cumulative label budgets."""
+
+    name: str
+    options: dict[str, Any]
+    budgets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One pipeline entry of a grid: ``standard``, ``svpp`` or ``asvp`` with its train method."""
+
+    pipeline: str
+    train_method: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid file (see the module docstring for the keys)."""
+
+    name: str
+    description: str
+    path: Path
+    datasets: list[DatasetSpec]
+    backbone: str
+    image_size: int
+    seeds: list[int]
+    strategies: list[str]
+    pipelines: list[PipelineSpec]
+    baseline_train_method: str
+    finetune: FineTuneConfig
+    linear_probe: LinearProbeConfig
+    proxy: ProxyConfig
+    trigger: TriggerConfig
+    costs: Costs
+    executor: ExecutorSettings
+    tracking_uri: str | None
+    feature_store: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a pipeline with a strategy on one dataset, backbone and seed."""
+
+    config: CellConfig
+    run_key: str
+    run_name: str
+
+    def params(self) -> dict[str, str]:
+        """The flat resolved scientific config for MLflow params: dotted keys (``finetune.epochs``),
+        values as text (strings as they are, everything else as JSON), plus ``results_version``."""
+        flat: dict[str, str] = {"results_version": str(RESULTS_VERSION)}
+        _flatten(scientific_config(self.config), "", flat)
+        return flat
+
+
+# --------------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------------
+
+
+def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
+    """Read and validate the grid file at ``path``.
+
+    Every problem found is reported at once in one :class:`GridError` (one line each). With
+    ``check_data`` (the default) each dataset is loaded to check its options and that its last
+    budget fits the pool; pass False where only the grid's structure is needed (reports).
+    """
+    path = Path(path)
+    check = _Checker(path)
+    raw = _read_yaml(path)
+    data = _expand_env(check, raw, "")
+    if not isinstance(data, dict):
+        check.bad("<top level>", data, "a mapping of grid keys")
+        check.raise_if_errors()
+    check.unknown_keys(data, "", _TOP_LEVEL_KEYS)
+
+    name = check.typed(data.get("name", _ABSENT), str, "name")
+    if isinstance(name, str) and not _NAME_PATTERN.fullmatch(name):
+        check.bad(
+            "name", name, "letters, digits, '_', '.' and '-' only (an MLflow experiment name)"
+        )
+    description = check.typed(data.get("description", ""), str, "description")
+    backbone = check.choice(data.get("backbone", _ABSENT), "backbone", available_backbones())
+    image_size = check.typed(data.get("image_size", 224), int, "image_size")
+    if isinstance(image_size, int) and image_size < 1:
+        check.bad("image_size", image_size, "an integer >= 1")
+    seeds = _read_seeds(check, data.get("seeds", _ABSENT), "seeds")
+    strategies = _read_strategies(check, data.get("strategies", _ABSENT), "strategies")
+    pipelines = _read_pipelines(check, data.get("pipelines", _ABSENT), "pipelines")
+    baseline = _read_section(check, data.get("baseline"), "baseline", _BaselineSettings)
+    sections = {
+        key: _read_section(check, data.get(key), key, cls)
+        for key, cls in (
+            ("finetune", FineTuneConfig),
+            ("linear_probe", LinearProbeConfig),
+            ("proxy", ProxyConfig),
+            ("trigger", TriggerConfig),
+        )
+    }
+    costs = _read_section(check, data.get("costs"), "costs", Costs)
+    executor = _read_section(check, data.get("executor"), "executor", ExecutorSettings)
+    tracking = _read_section(check, data.get("tracking"), "tracking", _TrackingSettings)
+    feature_store = check.typed(data.get("feature_store", ".asvp/features"), str, "feature_store")
+    datasets = _read_datasets(check, data.get("datasets", _ABSENT), "datasets", check_data)
+    check.raise_if_errors()
+    return Grid(
+        name=name,
+        description=description,
+        path=path,
+        datasets=datasets,
+        backbone=backbone,
+        image_size=image_size,
+        seeds=seeds,
+        strategies=strategies,
+        pipelines=pipelines,
+        baseline_train_method=baseline.train_method,
+        finetune=sections["finetune"],
+        linear_probe=sections["linear_probe"],
+        proxy=sections["proxy"],
+        trigger=sections["trigger"],
+        costs=costs,
+        executor=executor,
+        tracking_uri=tracking.uri,
+        feature_store=feature_store,
+    )
+
+
+def expand_cells(grid: Grid) -> list[Cell]:
+    """The grid's cells in a fixed order.
+
+    For each dataset, for each seed: first the random-baseline cell (pipeline and strategy
+    ``random``, train method ``baseline.train_method``), then one cell per pipeline entry and
+    non-random strategy, in the order of the grid file.
+    """
+    cells = []
+    for dataset in grid.datasets:
+        for seed in grid.seeds:
+            combos = [(RANDOM, grid.baseline_train_method, RANDOM)]
+            combos += [
+                (entry.pipeline, entry.train_method, strategy)
+                for entry in grid.pipelines
+                for strategy in grid.strategies
+                if strategy != RANDOM
+            ]
+            for pipeline, train_method, strategy in combos:
+                config = CellConfig(
+                    dataset=dataset.name,
+                    backbone=grid.backbone,
+                    pipeline=pipeline,
+                    strategy=strategy,
+                    train_method=train_method,
+                    seed=seed,
+                    budgets=dataset.budgets,
+                    image_size=grid.image_size,
+                    dataset_options=copy.deepcopy(dataset.options),
+                    finetune=grid.finetune,
+                    linear_probe=grid.linear_probe,
+                    proxy=grid.proxy,
+                    trigger=grid.trigger,
+                )
+                cells.append(
+                    Cell(config=config, run_key=run_key(config), run_name=run_name(config))
+                )
+    return cells
+
+
+def run_name(config: CellConfig) -> str:
+    """The MLflow run name ``dataset/backbone/pipeline-train_method/strategy/s<seed>``."""
+    return (
+        f"{config.dataset}/{config.backbone}/{config.pipeline}-{config.train_method}"
+        f"/{config.strategy}/s{config.seed}"
+    )
+
+
+def scientific_config(config: CellConfig) -> dict[str, Any]:
+    """The resolved settings that determine a cell's results, as JSON-ready data.
+
+    Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
+    seed, budgets and finetune; plus linear_probe when the train method is ``lpft`` or ``auto``,
+    proxy for ``svpp`` and ``asvp``, trigger for ``asvp`` only. Sections a cell does not use are
+    left out, so that changing them does not change its run key.
+    """
+    resolved: dict[str, Any] = {
+        "dataset": config.dataset,
+        "dataset_options": config.dataset_options,
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "pipeline": config.pipeline,
+        "strategy": config.strategy,
+        "train_method": config.train_method,
+        "seed": config.seed,
+        "budgets": config.budgets,
+        "finetune": dataclasses.asdict(config.finetune),
+    }
+    if config.train_method in ("lpft", "auto"):
+        resolved["linear_probe"] = dataclasses.asdict(config.linear_probe)
+    if config.pipeline in ("svpp", "asvp"):
+        resolved["proxy"] = dataclasses.asdict(config.proxy)
+    if config.pipeline == "asvp":
+        resolved["trigger"] = dataclasses.asdict(config.trigger)
+    return _json_ready(resolved)
+
+
+def run_key(config: CellConfig) -> str:
+    """The cell's run key: 16 hex digits of the SHA-256 of the canonical JSON of
+    ``{"results_version": RESULTS_VERSION, "config": scientific_config(config)}``."""
+    payload = {"results_version": RESULTS_VERSION, "config": scientific_config(config)}
+    return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()[:16]
+
+
+def resolve_tracking_uri(grid: Grid, cli_value: str | None) -> str | None:
+    """The MLflow tracking URI: command line > ``MLFLOW_TRACKING_URI`` (when set and not empty)
+    > the grid's ``tracking.uri`` > None (MLflow's default, ``sqlite:///mlflow.db``)."""
+    if cli_value is not None:
+        return cli_value
+    return os.environ.get("MLFLOW_TRACKING_URI") or grid.tracking_uri
+
+
+# --------------------------------------------------------------------------------------------
+# Range checks on dataclass fields (types and defaults come from the dataclasses themselves)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A check on an already type-checked value, and the words for what it expects."""
+
+    test: Callable[[Any], bool]
+    expected: str
+
+
+def _one_of(choices: Iterable[str]) -> _Rule:
+    allowed = sorted(choices)
+    return _Rule(lambda value: value in allowed, "one of: " + ", ".join(allowed))
+
+
+_POSITIVE_INT = _Rule(lambda v: v >= 1, "an integer >= 1")
+_NON_NEGATIVE_INT = _Rule(lambda v: v >= 0, "an integer >= 0")
+_POSITIVE = _Rule(lambda v: v > 0, "a number > 0")
+_NON_NEGATIVE = _Rule(lambda v: v >= 0, "a number >= 0")
+_MOMENTUM = _Rule(lambda v: 0 <= v < 1, "a number in [0, 1)")
+_INCREASING_COUNTS = _Rule(
+    lambda v: all(x >= 1 for x in v) and all(a < b for a, b in zip(v, v[1:], strict=False)),
+    "a strictly increasing list of integers >= 1",
+)
+
+_FIELD_RULES: dict[type, dict[str, _Rule]] = {
+    FineTuneConfig: {
+        "epochs": _POSITIVE_INT,
+        "batch_size": _POSITIVE_INT,
+        "lr_backbone": _POSITIVE,
+        "lr_head": _POSITIVE,
+        "weight_decay": _NON_NEGATIVE,
+        "momentum": _MOMENTUM,
+        "milestones": _INCREASING_COUNTS,
+        "eval_batch_size": _POSITIVE_INT,
+    },
+    LinearProbeConfig: {
+        "epochs": _POSITIVE_INT,
+        "lr": _POSITIVE,
+        "batch_size": _POSITIVE_INT,
+        "weight_decay": _NON_NEGATIVE,
+        "momentum": _MOMENTUM,
+    },
+    ProxyConfig: {
+        "hidden": _POSITIVE_INT,
+        "epochs": _POSITIVE_INT,
+        "batch_size": _POSITIVE_INT,
+        "lr": _POSITIVE,
+        "momentum": _MOMENTUM,
+        "weight_decay": _NON_NEGATIVE,
+        "score_batch_size": _POSITIVE_INT,
+    },
+    TriggerConfig: {
+        "rule": _one_of(TRIGGER_RULES),
+        "fraction": _Rule(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+        "at_labels": _INCREASING_COUNTS,
+        "max_updates": _NON_NEGATIVE_INT,
+    },
+    Costs: {
+        "label_price": _NON_NEGATIVE,
+        "reviews_per_label": _POSITIVE_INT,
+        "device_hour": _Rule(
+            lambda v: all(price >= 0 for price in v.values()), "prices (USD per hour) >= 0"
+        ),
+    },
+    ExecutorSettings: {"kind": _one_of(EXECUTOR_KINDS), "max_parallel": _POSITIVE_INT},
+    _BaselineSettings: {"train_method": _one_of(TRAIN_METHODS)},
+}
+
+
+def _check_section_consistency(check: _Checker, section: object, key: str) -> None:
+    """Checks that involve more than one field of a section."""
+    if isinstance(section, TriggerConfig) and section.rule == "schedule" and not section.at_labels:
+        check.bad(
+            f"{key}.at_labels",
+            list(section.at_labels),
+            "a non-empty list of label counts for rule schedule",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Readers for the grid's keys
+# --------------------------------------------------------------------------------------------
+
+
+def _read_section(check: _Checker, value: Any, key: str, cls: type) -> Any:
+    """Build the dataclass ``cls`` from the mapping at ``key``: allowed keys, types and
+    defaults are the dataclass's fields; ``_FIELD_RULES`` adds range checks. An absent or null
+    section means all defaults."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if value is None or value is _ABSENT:
+        return cls()
+    if not isinstance(value, dict):
+        check.bad(key, value, "a mapping with keys: " + ", ".join(sorted(names)))
+        return cls()
+    check.unknown_keys(value, key, names)
+    hints = typing.get_type_hints(cls)
+    rules = _FIELD_RULES.get(cls, {})
+    values = {}
+    for name in names:
+        if name not in value:
+            continue
+        item = check.typed(value[name], hints[name], f"{key}.{name}")
+        if item is _INVALID:
+            continue
+        rule = rules.get(name)
+        if rule is not None and item is not None and not rule.test(item):
+            check.bad(f"{key}.{name}", value[name], rule.expected)
+            continue
+        values[name] = item
+    section = cls(**values)
+    _check_section_consistency(check, section, key)
+    return section
+
+
+def _read_seeds(check: _Checker, value: Any, key: str) -> list[int]:
+    seeds = []
+    for i, item in enumerate(check.non_empty_list(value, key, "a non-empty list of integers")):
+        seed = check.typed(item, int, f"{key}[{i}]")
+        if seed is _INVALID:
+            continue
+        if seed < 0:
+            check.bad(f"{key}[{i}]", seed, "an integer >= 0")
+        elif seed in seeds:
+            check.bad(f"{key}[{i}]", seed, "distinct seeds (this one is listed twice)")
+        else:
+            seeds.append(seed)
+    return seeds
+
+
+def _read_strategies(check: _Checker, value: Any, key: str) -> list[str]:
+    items = check.non_empty_list(value, key, "a non-empty list of strategy names")
+    strategies = []
+    for i, item in enumerate(items):
+        strategy = check.choice(item, f"{key}[{i}]", available_strategies())
+        if strategy is _INVALID:
+            continue
+        if strategy in strategies:
+            check.bad(f"{key}[{i}]", strategy, "distinct strategies (this one is listed twice)")
+        else:
+            strategies.append(strategy)
+    if items and RANDOM not in items:
+        check.bad(
+            key,
+            value,
+            f"a list that contains {RANDOM!r}: the random baseline is required, every "
+            "sample-saving ratio is measured against its curve",
+        )
+    return strategies
+
+
+def _read_pipelines(check: _Checker, value: Any, key: str) -> list[PipelineSpec]:
+    entries: list[PipelineSpec] = []
+    items = check.non_empty_list(value, key, "a non-empty list of {pipeline, train_method}")
+    for i, item in enumerate(items):
+        item_key = f"{key}[{i}]"
+        if not check.mapping(item, item_key, ("pipeline", "train_method")):
+            continue
+        pipeline = check.choice(
+            item.get("pipeline", _ABSENT),
+            f"{item_key}.pipeline",
+            PIPELINE_TRAIN_METHODS,
+            note=" (the random baseline is not a pipeline: it is in every grid, its train "
+            "method is set under baseline)",
+        )
+        if pipeline is _INVALID:
+            continue
+        method = check.choice(
+            item.get("train_method", _ABSENT),
+            f"{item_key}.train_method",
+            PIPELINE_TRAIN_METHODS[pipeline],
+            note=f" (for pipeline {pipeline!r})",
+        )
+        if method is _INVALID:
+            continue
+        entry = PipelineSpec(pipeline, method)
+        if entry in entries:
+            check.bad(item_key, item, "distinct pipeline entries (this one is listed twice)")
+        else:
+            entries.append(entry)
+    return entries
+
+
+def _read_datasets(check: _Checker, value: Any, key: str, check_data: bool) -> list[DatasetSpec]:
+    specs: list[DatasetSpec] = []
+    items = check.non_empty_list(value, key, "a non-empty list of {name, options, budgets}")
+    for i, item in enumerate(items):
+        item_key = f"{key}[{i}]"
+        if not check.mapping(item, item_key, ("name", "options", "budgets")):
+            continue
+        name = check.choice(item.get("name", _ABSENT), f"{item_key}.name", available_datasets())
+        if name is not _INVALID and any(spec.name == name for spec in specs):
+            check.bad(f"{item_key}.name", name, "each dataset at most once per grid")
+            name = _INVALID
+        options = _read_options(check, item.get("options"), f"{item_key}.options")
+        budgets = _read_budgets(check, item.get("budgets", _ABSENT), f"{item_key}.budgets")
+        if name is _INVALID or options is _INVALID:
+            continue
+        if check_data:
+            _check_dataset_loads(check, name, options, budgets, item_key)
+        if budgets is not _INVALID:
+            specs.append(DatasetSpec(name=name, options=options, budgets=budgets))
+    return specs
+
+
+def _read_options(check: _Checker, value: Any, key: str) -> dict[str, Any]:
+    """Loader keyword arguments: identifiers mapped to JSON-like values (they enter run keys).
+    Returns ``_INVALID`` if any is wrong."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        check.bad(key, value, "a mapping of the dataset loader's keyword arguments")
+        return _INVALID
+    errors_before = len(check.errors)
+    for name, item in value.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            check.bad(key, name, "option names that are Python identifiers (keyword arguments)")
+        elif not _is_json_like(item):
+            check.bad(f"{key}.{name}", item, "a string, number, boolean, null, list or mapping")
+    return _json_ready(value) if len(check.errors) == errors_before else _INVALID
+
+
+def _read_budgets(check: _Checker, value: Any, key: str) -> tuple[int, ...]:
+    """Cumulative label counts, or ``_INVALID`` if any is wrong."""
+    expected = "a non-empty, strictly increasing list of cumulative label counts >= 1"
+    errors_before = len(check.errors)
+    budgets: list[int] = []
+    for i, item in enumerate(check.non_empty_list(value, key, expected)):
+        budget = check.typed(item, int, f"{key}[{i}]")
+        if budget is _INVALID:
+            continue
+        if budget < 1:
+            check.bad(f"{key}[{i}]", budget, "a label count >= 1")
+        elif budgets and budget <= budgets[-1]:
+            check.bad(
+                f"{key}[{i}]",
+                budget,
+                f"a count > {budgets[-1]} (budgets are cumulative and strictly increasing)",
+            )
+        else:
+            budgets.append(budget)
+    return tuple(budgets) if len(check.errors) == errors_before else _INVALID
+
+
+def _check_dataset_loads(
+    check: _Checker, name: str, options: dict[str, Any], budgets: Any, key: str
+) -> None:
+    """Load the dataset (cached per process): its loader must accept ``options``, its data must
+    be there, and the last budget must fit its pool (when ``budgets`` are valid)."""
+    try:
+        pool_size = _pool_size(name, _canonical_json(options))
+    except TypeError as exc:
+        check.bad(
+            f"{key}.options", options, f"keyword arguments accepted by the {name!r} loader ({exc})"
+        )
+        return
+    except ValueError as exc:
+        check.bad(f"{key}.options", options, f"options the {name!r} loader accepts ({exc})")
+        return
+    except Exception as exc:  # missing files, unreadable data: refuse before anything runs
+        check.error(
+            key,
+            f"cannot load dataset {name!r} with options {options!r}: {type(exc).__name__}: {exc}",
+        )
+        return
+    if budgets is not _INVALID and budgets[-1] > pool_size:
+        check.bad(
+            f"{key}.budgets[{len(budgets) - 1}]",
+            budgets[-1],
+            f"a label count <= {pool_size}, the pool size of {name!r} with options {options!r}",
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _pool_size(name: str, options_json: str) -> int:
+    return len(load_dataset(name, **json.loads(options_json)).pool)
+
+
+# --------------------------------------------------------------------------------------------
+# The checker: collects errors, one method per kind of check
+# --------------------------------------------------------------------------------------------
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_ABSENT: Any = _Absent()  # a key not given (distinct from an explicit null)
+_INVALID: Any = _Invalid()  # a value already reported as wrong
+
+
+class _FromEnv(str):
+    """A string produced by ``${...}`` expansion; read as a YAML scalar in non-string fields."""
+
+
+class _Checker:
+    """Collects the errors of one grid file; :meth:`raise_if_errors` raises them together."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.errors: list[str] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.errors.append(f"{self.path}: {key}: {message}")
+
+    def bad(self, key: str, value: Any, expected: str) -> None:
+        self.error(key, f"got {value!r}; expected {expected}")
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise GridError(self.path, self.errors)
+
+    def unknown_keys(self, mapping: dict, key: str, allowed: Iterable[str]) -> None:
+        """Report the keys of ``mapping`` that are not in ``allowed`` (missing required keys are
+        reported by the reader of each key)."""
+        allowed = sorted(allowed)
+        for name, value in mapping.items():
+            if name in allowed:
+                continue
+            close = difflib.get_close_matches(str(name), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.error(
+                _join(key, name),
+                f"unknown key {name!r} (value {value!r}){hint}; allowed keys: "
+                + ", ".join(allowed),
+            )
+
+    def mapping(self, value: Any, key: str, allowed: Iterable[str]) -> bool:
+        """Check that ``value`` is a mapping (reporting unknown keys); True if it is one."""
+        allowed = sorted(allowed)
+        if not isinstance(value, dict):
+            self.bad(key, value, "a mapping with keys: " + ", ".join(allowed))
+            return False
+        self.unknown_keys(value, key, allowed)
+        return True
+
+    def non_empty_list(self, value: Any, key: str, expected: str) -> list:
+        if value is _ABSENT:
+            self.error(key, f"missing required key; expected {expected}")
+            return []
+        if not isinstance(value, list) or not value:
+            self.bad(key, value, expected)
+            return []
+        return value
+
+    def choice(self, value: Any, key: str, allowed: Collection[str], note: str = "") -> Any:
+        """``value`` if it is one of ``allowed``, else report it and return ``_INVALID``."""
+        expected = "one of: " + ", ".join(sorted(allowed)) + note
+        if value is _ABSENT:
+            self.error(key, f"missing required key; expected {expected}")
+            return _INVALID
+        if not isinstance(value, str) or value not in allowed:
+            self.bad(key, value, expected)
+            return _INVALID
+        return str(value)
+
+    def typed(self, value: Any, annotation: Any, key: str, expected: str | None = None) -> Any:
+        """``value`` converted to ``annotation`` (int, float, bool, str, ``X | None``,
+        ``tuple[X, ...]``, ``dict[str, X]``), or report it and return ``_INVALID``."""
+        expected = expected or _describe(annotation)
+        if value is _ABSENT:
+            self.error(key, f"missing required key; expected {expected}")
+            return _INVALID
+        if isinstance(value, _FromEnv) and not _accepts_str(annotation):
+            value = _yaml_scalar(value)
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            (inner,) = [arg for arg in args if arg is not type(None)]
+            return self.typed(value, inner, key, expected)
+        if origin is tuple:
+            if not isinstance(value, list | tuple):
+                self.bad(key, value, expected)
+                return _INVALID
+            items = [self.typed(item, args[0], f"{key}[{i}]") for i, item in enumerate(value)]
+            return _INVALID if _INVALID in items else tuple(items)
+        if origin is dict:
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                self.bad(key, value, expected)
+                return _INVALID
+            items = {k: self.typed(v, args[1], _join(key, k)) for k, v in value.items()}
+            return _INVALID if _INVALID in items.values() else items
+        converted = self._plain(value, annotation)
+        if converted is _INVALID:
+            self.bad(key, value, expected)
+        return converted
+
+    @staticmethod
+    def _plain(value: Any, annotation: Any) -> Any:
+        """``value`` as the scalar type ``annotation``, or ``_INVALID``."""
+        if annotation is bool:
+            return value if isinstance(value, bool) else _INVALID
+        if annotation is int:
+            return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
+        if annotation is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return _INVALID
+            number = float(value) if abs(value) < 1e308 else math.inf
+            return number if math.isfinite(number) else _INVALID
+        if annotation is str:
+            return str(value) if isinstance(value, str) else _INVALID
+        raise TypeError(f"grid schema: unsupported field type {annotation!r} (extend _Checker)")
+
+
+_DESCRIPTIONS = {
+    int: "an integer",
+    float: "a finite number",
+    bool: "true or false",
+    str: "a string",
+}
+
+
+def _describe(annotation: Any) -> str:
+    """Words for what a value of type ``annotation`` looks like in YAML."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args if arg is not type(None)) + " or null"
+    if origin is tuple:
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    if origin is dict:
+        return f"a mapping of string to {_describe(args[1]).removeprefix('an ').removeprefix('a ')}"
+    return _DESCRIPTIONS.get(annotation, str(annotation))
+
+
+def _accepts_str(annotation: Any) -> bool:
+    return annotation is str or str in typing.get_args(annotation)
+
+
+def _join(key: str, name: Any) -> str:
+    return f"{key}.{name}" if key else str(name)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML reading and environment variables
+# --------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats (``1e-4``) and duplicate keys refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                name = self.construct_object(key_node, deep=deep)
+                if name in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found the key {name!r} twice",
+                        key_node.start_mark,
+                    )
+                seen.add(name)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GridError(path, [f"{path}: cannot read the grid file: {exc}"]) from exc
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise GridError(path, [f"{path}: not valid YAML: {exc}"]) from exc
+
+
+def _yaml_scalar(text: str) -> Any:
+    """``text`` read as an unquoted YAML scalar would be (``15`` -> 15, ``null`` -> None)."""
+    try:
+        value = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+    return value if value is None or isinstance(value, bool | int | float | str) else text
+
+
+def _expand_env(check: _Checker, value: Any, key: str) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string value (keys are left alone)."""
+    if isinstance(value, dict):
+        return {name: _expand_env(check, item, _join(key, name)) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(check, item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if not (isinstance(value, str) and "${" in value):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if default is not None and not found:
+            return default
+        if found is None:
+            check.error(
+                key,
+                f"got {value!r}; environment variable {name} is not set (set it, or give a "
+                f"default as ${{{name}:-default}})",
+            )
+            return ""
+        return found
+
+    expanded = _ENV_REFERENCE.sub(substitute, value)
+    if "${" in _ENV_REFERENCE.sub("", value):
+        check.bad(key, value, "environment references written as ${NAME} or ${NAME:-default}")
+    return _FromEnv(expanded)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON helpers for run keys and params
+# --------------------------------------------------------------------------------------------
+
+
+def _is_json_like(value: Any) -> bool:
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_is_json_like(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json_like(v) for k, v in value.items())
+    return False
+
+
+def _json_ready(value: Any) -> Any:
+    """A deep copy with tuples as lists and ``str`` subclasses as plain strings."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _flatten(value: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
+    for name, item in value.items():
+        key = f"{prefix}{name}"
+        if isinstance(item, dict) and item:
+            _flatten(item, f"{key}.", out)
+        else:
+            out[key] = item if isinstance(item, str) else json.dumps(item, sort_keys=True)

@@ -1,0 +1,78 @@
+"""The round loops on a tiny real cell: determinism, shared initial sets, ASVP updates, costs."""
+
+import numpy as np
+import pytest
+
+from asvp.features import FeatureStore
+from asvp.pipelines import run_cell
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FeatureStore(tmp_path / "features")
+
+
+def test_a_cell_is_deterministic(tiny_cell, store):
+    first = run_cell(tiny_cell("svpp"), store)
+    second = run_cell(tiny_cell("svpp"), store)
+    assert first.labeled_order == second.labeled_order
+    assert [r.test_acc for r in first.rounds] == [r.test_acc for r in second.rounds]
+
+
+def test_cells_of_a_seed_share_the_initial_set_and_select_distinct_pool_indices(tiny_cell, store):
+    standard = run_cell(tiny_cell("standard"), store)
+    svpp = run_cell(tiny_cell("svpp"), store)
+    rand = run_cell(tiny_cell("random", strategy="random"), store)
+    assert standard.labeled_order[:10] == svpp.labeled_order[:10] == rand.labeled_order[:10]
+    for result in (standard, svpp, rand):
+        assert len(result.labeled_order) == len(set(result.labeled_order)) == 30
+        assert [r.labels for r in result.rounds] == [10, 20, 30]
+        assert [len(r.selected) for r in result.rounds] == [10, 10, 0]
+        assert all(0 <= i < 200 for i in result.labeled_order)
+
+
+def test_asvp_that_never_updates_equals_svpp(tiny_cell, store):
+    svpp = run_cell(tiny_cell("svpp", train_method="lpft"), store)
+    asvp = run_cell(tiny_cell("asvp", train_method="auto", rule="never"), store)
+    assert asvp.labeled_order == svpp.labeled_order
+    assert [r.test_acc for r in asvp.rounds] == [r.test_acc for r in svpp.rounds]
+    assert [r.train_method for r in asvp.rounds] == ["lpft"] * 3
+
+
+def test_asvp_update_replaces_features_and_switches_to_ft(tiny_cell, store):
+    result = run_cell(tiny_cell("asvp", train_method="auto", rule="every", max_updates=1), store)
+    updates = [r.indicator.update for r in result.rounds]
+    assert updates == [True, False, False]
+    assert [r.feature_version for r in result.rounds] == [1, 1, 1]
+    assert [r.train_method for r in result.rounds] == ["ft", "ft", "ft"]
+    first = result.rounds[0]
+    assert first.seconds["update_extract"] > 0
+    # the fine-tune that produced the new features is sampling compute in that round only
+    assert first.sampling_seconds >= first.seconds["finetune"] + first.seconds["update_extract"]
+    assert result.rounds[1].evaluation_seconds >= result.rounds[1].seconds["finetune"]
+    svpp = run_cell(tiny_cell("svpp", train_method="ft"), store)
+    assert result.labeled_order[10:20] != svpp.labeled_order[10:20]
+
+
+def test_sampling_and_evaluation_compute_are_split_by_pipeline(tiny_cell, store):
+    standard = run_cell(tiny_cell("standard"), store).rounds[0]
+    svpp = run_cell(tiny_cell("svpp"), store).rounds[0]
+    assert standard.sampling_seconds >= standard.seconds["finetune"]
+    assert svpp.evaluation_seconds >= svpp.seconds["finetune"]
+    assert svpp.sampling_seconds >= svpp.seconds["extract_features"] > 0
+
+
+def test_feature_extraction_is_charged_even_when_cached(tiny_cell, store):
+    first = run_cell(tiny_cell("svpp"), store).rounds[0].seconds["extract_features"]
+    second = run_cell(tiny_cell("svpp"), store).rounds[0].seconds["extract_features"]
+    assert first == second > 0
+
+
+def test_a_corrupt_store_entry_is_rebuilt_not_used(tiny_cell, store):
+    reference = run_cell(tiny_cell("svpp"), store)
+    (entry,) = [p for p in store.root.iterdir() if p.is_dir()]
+    array = entry / "features.npy"
+    array.write_bytes(array.read_bytes()[: array.stat().st_size // 2])
+    rebuilt = run_cell(tiny_cell("svpp"), store)
+    assert rebuilt.labeled_order == reference.labeled_order
+    assert np.load(array).shape == (200, 1280)

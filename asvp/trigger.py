@@ -21,6 +21,10 @@ SUBSAMPLE_REPEATS = 8
 
 _MAX_ITER = 100
 _RTOL = 1e-6
+# With fewer samples than feature dimensions the targets can be fitted exactly: the residual
+# goes to 0 and the noise precision beta diverges while the evidence tends to a finite limit.
+# Both precisions are kept in this range (error O(1/beta) on the limit), never overflowing.
+_PRECISION_RANGE = (1e-10, 1e10)
 
 
 def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -53,7 +57,8 @@ def _class_evidence(sigma2: np.ndarray, z: np.ndarray, y_sq: float, n: int, d: i
         new_alpha = gamma / max(m2, tiny)
         new_beta = (n - gamma) / max(res2, tiny)
         done = _close(new_alpha, alpha) and _close(new_beta, beta)
-        alpha, beta = max(new_alpha, tiny), max(new_beta, tiny)
+        alpha = float(np.clip(new_alpha, *_PRECISION_RANGE))
+        beta = float(np.clip(new_beta, *_PRECISION_RANGE))
         if done:
             break
     denom = alpha + beta * sigma2

@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def progress(outcome) -> None:
         elapsed = time.perf_counter() - started
-        suffix = f": {outcome.error}" if outcome.error else ""
+        suffix = f"\n{outcome.error}" if outcome.error else ""
         print(
             f"  [{elapsed:6.0f}s] {outcome.status:8s} {outcome.cell.run_name}{suffix}", flush=True
         )

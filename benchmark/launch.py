@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -56,9 +57,10 @@ def execute_cell(
     logger = CellLogger(client, grid_name, cell, device)
     try:
         result = run_cell(cell.config, FeatureStore(feature_store), device, logger.log_round)
-    except Exception as error:
-        logger.fail(error)
-        return CellOutcome(cell, "failed", repr(error))
+    except Exception:
+        details = traceback.format_exc()
+        logger.fail(details)
+        return CellOutcome(cell, "failed", details)
     logger.finish(result)
     return CellOutcome(cell, STATE_FINISHED)
 

@@ -146,9 +146,11 @@ class CellLogger:
         self.client.set_tag(self.run_id, "state", STATE_FINISHED)
         self.client.set_terminated(self.run_id, status="FINISHED")
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, details: str) -> None:
+        """Mark the run failed, keeping the traceback (``error.txt``) and its last line (tag)."""
+        self.client.log_text(self.run_id, details, "error.txt")
         self.client.set_tag(self.run_id, "state", STATE_FAILED)
-        self.client.set_tag(self.run_id, "error", repr(error)[:4000])
+        self.client.set_tag(self.run_id, "error", details.strip().splitlines()[-1][:4000])
         self.client.set_terminated(self.run_id, status="FAILED")
 
 

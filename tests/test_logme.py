@@ -102,3 +102,13 @@ def test_logme_is_finite_for_wide_features():
 def test_logme_rejects_bad_input(features, labels, match):
     with pytest.raises(ValueError, match=match):
         logme(features, labels)
+
+
+def test_logme_stays_finite_when_few_samples_are_fitted_exactly():
+    # 10 very sparse post-ReLU-like samples in 1280 dimensions (as after a short fine-tune
+    # with dead units), most classes with one sample: the targets are fitted exactly, the
+    # residual vanishes and an unbounded noise precision overflowed (seen in a real ASVP cell).
+    rng = np.random.default_rng(49)
+    features = np.abs(rng.standard_normal((10, 1280))) * (rng.random((10, 1280)) < 0.008)
+    value = logme(features, np.array([4, 5, 8, 0, 0, 6, 1, 4, 2, 9]))
+    assert np.isfinite(value)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from asvp.hashing import file_sha256
 from asvp.timing import PhaseTimer
 
 STORE_FORMAT = 1
@@ -45,19 +46,6 @@ class StoredFeatures:
 def _digest(payload: Any) -> str:
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-def index_hash(indices: np.ndarray) -> str:
-    """SHA-256 of an index array, for feature keys."""
-    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FeatureStore:
@@ -84,7 +72,7 @@ class FeatureStore:
             manifest = json.loads(manifest_path.read_text())
         except json.JSONDecodeError:
             return None
-        if manifest.get("sha256") != _file_sha256(array_path):
+        if manifest.get("sha256") != file_sha256(array_path):
             return None
         features = np.load(array_path, mmap_mode="r")
         return StoredFeatures(features, float(manifest["extract_seconds"]), from_cache=True)
@@ -112,7 +100,7 @@ class FeatureStore:
                 "key": key,
                 "shape": list(features.shape),
                 "dtype": "float16",
-                "sha256": _file_sha256(staging / "features.npy"),
+                "sha256": file_sha256(staging / "features.npy"),
                 "extract_seconds": seconds,
             }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

@@ -33,12 +33,14 @@ import torch
 
 from asvp.config import CellConfig
 from asvp.data import Split, load_dataset
-from asvp.features import FeatureStore, index_hash
+from asvp.features import FeatureStore
+from asvp.hashing import index_hash
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
 from asvp.strategies import SelectionRequest, select, strategy_needs_probs
 from asvp.timing import PhaseTimer
 from asvp.training import (
+    TRAIN_METHODS,
     accuracy,
     extract_features,
     fine_tune,
@@ -50,10 +52,10 @@ from asvp.trigger import FeatureUpdateRule, UpdateDecision
 
 PIPELINES = ("random", "standard", "svpp", "asvp")
 PIPELINE_TRAIN_METHODS = {
-    "random": ("ft", "lpft"),
-    "standard": ("ft", "lpft"),
-    "svpp": ("ft", "lpft"),
-    "asvp": ("ft", "lpft", "auto"),
+    "random": TRAIN_METHODS,
+    "standard": TRAIN_METHODS,
+    "svpp": TRAIN_METHODS,
+    "asvp": (*TRAIN_METHODS, "auto"),  # auto: LP-FT before the first feature update, FT after
 }
 ALWAYS_SAMPLING = ("extract_features", "update_extract", "indicator", "proxy_train", "pool_score")
 

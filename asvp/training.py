@@ -118,6 +118,24 @@ def _image_batches(
 
 
 @torch.no_grad()
+def _forward_in_batches(
+    network: nn.Module,
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    network.to(device).eval()
+    return torch.cat(
+        [
+            network(batch.to(device))
+            for batch in _image_batches(data, indices, backbone, image_size, batch_size)
+        ]
+    )
+
+
 def extract_features(
     backbone: Backbone,
     data: ImageSet,
@@ -127,16 +145,11 @@ def extract_features(
     device: torch.device,
 ) -> torch.Tensor:
     """Pooled backbone features (float32, on ``device``) of ``data[indices]``, eval mode."""
-    network = backbone.network.to(device).eval()
-    return torch.cat(
-        [
-            network(batch.to(device))
-            for batch in _image_batches(data, indices, backbone, image_size, batch_size)
-        ]
+    return _forward_in_batches(
+        backbone.network, backbone, data, indices, image_size, batch_size, device
     )
 
 
-@torch.no_grad()
 def predict_probabilities(
     model: Classifier,
     backbone: Backbone,
@@ -147,13 +160,8 @@ def predict_probabilities(
     device: torch.device,
 ) -> torch.Tensor:
     """Softmax outputs of a fine-tuned classifier over ``data[indices]``, eval mode."""
-    model.to(device).eval()
-    return torch.cat(
-        [
-            model(batch.to(device)).softmax(dim=1)
-            for batch in _image_batches(data, indices, backbone, image_size, batch_size)
-        ]
-    )
+    logits = _forward_in_batches(model, backbone, data, indices, image_size, batch_size, device)
+    return logits.softmax(dim=1)
 
 
 @torch.no_grad()

@@ -77,13 +77,14 @@ import yaml
 from asvp.config import CellConfig, FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
 from asvp.data import available_datasets, load_dataset
 from asvp.models.backbones import available_backbones
+from asvp.pipelines import PIPELINE_TRAIN_METHODS
 from asvp.strategies import available_strategies
 from asvp.training import TRAIN_METHODS
 from asvp.trigger import TRIGGER_RULES
 
 __all__ = [
     "EXECUTOR_KINDS",
-    "PIPELINE_TRAIN_METHODS",
+    "GRID_PIPELINES",
     "RANDOM",
     "RESULTS_VERSION",
     "Cell",
@@ -108,12 +109,10 @@ RESULTS_VERSION: int = 1
 RANDOM = "random"
 """The random baseline's strategy name, and its pipeline name in cells and run names."""
 
-PIPELINE_TRAIN_METHODS: dict[str, tuple[str, ...]] = {
-    "standard": TRAIN_METHODS,
-    "svpp": TRAIN_METHODS,
-    "asvp": (*TRAIN_METHODS, "auto"),
+GRID_PIPELINES: dict[str, tuple[str, ...]] = {
+    name: methods for name, methods in PIPELINE_TRAIN_METHODS.items() if name != RANDOM
 }
-"""The train methods each pipeline accepts (``auto``: ASVP's training-method choice)."""
+"""The pipelines a grid's ``pipelines`` list may name, with the train methods each accepts."""
 
 EXECUTOR_KINDS = ("debug", "local")
 
@@ -562,7 +561,7 @@ def _read_pipelines(check: _Checker, value: Any, key: str) -> list[PipelineSpec]
         pipeline = check.choice(
             item.get("pipeline", _ABSENT),
             f"{item_key}.pipeline",
-            PIPELINE_TRAIN_METHODS,
+            GRID_PIPELINES,
             note=" (the random baseline is not a pipeline: it is in every grid, its train "
             "method is set under baseline)",
         )
@@ -571,7 +570,7 @@ def _read_pipelines(check: _Checker, value: Any, key: str) -> list[PipelineSpec]
         method = check.choice(
             item.get("train_method", _ABSENT),
             f"{item_key}.train_method",
-            PIPELINE_TRAIN_METHODS[pipeline],
+            GRID_PIPELINES[pipeline],
             note=f" (for pipeline {pipeline!r})",
         )
         if method is _INVALID:

@@ -15,7 +15,6 @@ load (the official ASVP code silently drops unmatched keys and trains a random n
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from asvp.hashing import file_sha256
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,6 @@ def load_backbone(name: str) -> Backbone:
 @cache
 def _pretrained_template(name: str) -> Backbone:
     return _REGISTRY[name]()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def efficientnet_lite0_weights_path() -> Path:

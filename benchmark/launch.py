@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +24,13 @@ from mlflow.tracking import MlflowClient
 from asvp.features import FeatureStore
 from asvp.pipelines import run_cell
 from benchmark.grid import Cell, Grid
-from benchmark.tracking import STATE_FINISHED, CellLogger, find_cell_run, run_state
+from benchmark.tracking import (
+    STATE_FINISHED,
+    CellLogger,
+    experiment_id,
+    find_cell_run,
+    run_state,
+)
 
 EXECUTORS = ("local", "debug")
 
@@ -92,6 +98,9 @@ def run_cells(
     parallel = max(1, min(max_parallel or cores, len(cells) or 1))
     threads = max(1, cores // parallel)
     store = str(grid.feature_store)
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    experiment_id(MlflowClient(), grid.name)  # once here, not raced by the first cells
     outcomes = []
     if executor == "debug":
         for cell in cells:
@@ -100,11 +109,21 @@ def run_cells(
         return outcomes
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
-        futures = [
-            pool.submit(execute_cell, cell, grid.name, tracking_uri, store, threads)
+        futures = {
+            pool.submit(execute_cell, cell, grid.name, tracking_uri, store, threads): cell
             for cell in cells
-        ]
+        }
         for future in as_completed(futures):
-            outcomes.append(future.result())
+            outcomes.append(_outcome(future, futures[future]))
             report(outcomes[-1])
     return outcomes
+
+
+def _outcome(future: Future, cell: Cell) -> CellOutcome:
+    """A worker's outcome; an error outside the cell (tracking, a dead worker) fails the cell
+    instead of stopping the grid."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001  (reported with its traceback, never swallowed)
+        details = "".join(traceback.format_exception(error))
+        return CellOutcome(cell, "failed", details)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from asvp.pipelines import CellResult, RoundRecord
@@ -51,10 +52,16 @@ def git_commit() -> str:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the named experiment, created if absent (safe when processes race to it)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name)
+    try:
+        return client.create_experiment(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def find_cell_run(client: MlflowClient, experiment: str, run_key: str) -> Run | None:

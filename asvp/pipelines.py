@@ -130,6 +130,7 @@ class CellRunner:
         self.timer = PhaseTimer(self.device)
         self.split: Split = load_dataset(config.dataset, **config.dataset_options)
         self.features: _Features | None = None
+        self._backbone: Backbone | None = None  # the one fine-tuned this round (in the model)
         self.rule = (
             FeatureUpdateRule(config.trigger, derive_seed(config.seed, "indicator"))
             if config.pipeline == "asvp"
@@ -217,12 +218,11 @@ class CellRunner:
             )
             return self.rule.decide(labels_used, is_last, features, self.split.pool.labels[labeled])
 
-    def _update_features(self, model: Classifier) -> None:
+    def _update_features(self) -> None:
         """ASVP feature alignment: pool features from the backbone just fine-tuned."""
-        assert self.features is not None
+        assert self.features is not None and self._backbone is not None
         with self.timer.phase("update_extract"):
             self.features.replace(self._extract(self._backbone))
-        del model
 
     def _pool_probabilities(
         self, round_index: int, labeled: np.ndarray, unlabeled: np.ndarray, model: Classifier
@@ -274,7 +274,7 @@ class CellRunner:
             model = self._fine_tune(round_index, labeled, method)
             test_acc = self._test_accuracy(model)
             if updating:
-                self._update_features(model)
+                self._update_features()
             selected = np.empty(0, dtype=np.int64)
             if not is_last:
                 unlabeled = np.setdiff1d(np.arange(len(self.split.pool)), labeled)

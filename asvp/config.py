@@ -69,10 +69,12 @@ class TriggerConfig:
     """When ASVP replaces the proxy's features (DESIGN.md, "Indicator rules").
 
     ``rule``: ``logme`` (LogME of the labelled set's current features falls below ``fraction``
-    x its value on the first round with these features, or below ``threshold``), ``schedule``
-    (update at the first evaluation budget at or above each count in ``at_labels``), ``never``
-    (= SVPp), ``every``. ``max_updates`` caps the number of updates (None: no cap).
-    The paper's exact rule is not public: these rules are this project's reading of it.
+    x its value on the first round with these features, or below ``threshold``), ``ped`` (the
+    same with PED, whose settings are ``ped``: keyword arguments of :func:`asvp.trigger.ped`),
+    ``schedule`` (update at the first evaluation budget at or above each count in
+    ``at_labels``), ``never`` (= SVPp), ``every``. ``max_updates`` caps the number of updates
+    (None: no cap). The paper's exact rule is not public: these rules are this project's
+    reading of it.
     """
 
     rule: str = "logme"
@@ -80,11 +82,17 @@ class TriggerConfig:
     threshold: float | None = None
     at_labels: tuple[int, ...] = ()
     max_updates: int | None = None
+    ped: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CellConfig:
-    """Everything that determines one grid cell's results (its run key hashes this)."""
+    """Everything that determines one grid cell's results (its run key hashes this).
+
+    ``strategy_options`` are the strategy's keyword options (``asvp.strategies``);
+    ``discrepancy_analysis`` makes svpp and asvp cells also log what the just fine-tuned model
+    would have selected (the paper's Figures 4-5; it costs one pool scoring per round).
+    """
 
     dataset: str
     backbone: str
@@ -99,3 +107,5 @@ class CellConfig:
     linear_probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    strategy_options: dict = field(default_factory=dict)
+    discrepancy_analysis: bool = True

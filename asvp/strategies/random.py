@@ -1,6 +1,6 @@
 """The ``random`` strategy: the baseline every sample-saving ratio is measured against.
 
-It needs no model (``needs_probs=False``), so pipelines do not score the pool for it.
+It reads no model input (no ``needs``), so pipelines do not score the pool for it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from .registry import SelectionRequest, register_strategy
 __all__ = ["random"]
 
 
-@register_strategy("random", needs_probs=False)
+@register_strategy("random")
 def random(request: SelectionRequest) -> np.ndarray:
     """``min(budget, len(pool_ids))`` pool indices drawn uniformly without replacement.
 

@@ -7,30 +7,69 @@ which validates the request, runs the strategy and checks its output against the
 ``DESIGN.md`` ("Contracts other parts rely on"): pool indices (never positions), no index twice,
 none already labelled, exactly ``min(budget, len(pool_ids))`` of them, dtype int64.
 
-The ``needs_probs`` flag of an entry tells a pipeline whether the strategy reads
-``request.probs``, so that it can skip scoring the pool (a full forward pass) for strategies such
-as ``random`` that do not need it.
+Each entry declares the inputs it reads (:data:`STRATEGY_INPUTS`): ``probs`` (the selecting
+model's softmax outputs on the pool), ``embeddings`` (that model's penultimate embeddings of the
+pool and of the labelled set) and ``features`` (the cell's feature representation: the frozen
+pre-trained features, or ASVP's updated ones). A pipeline computes only what the strategy reads,
+so that ``random`` costs no forward pass at all.
+
+Strategies may take keyword-only options (``badge``'s none, ``probcover``'s ``delta``, ...), given
+in the grid file as ``{name: ..., options: {...}}``; :func:`check_strategy_options` validates
+them by the function's signature before anything runs. One option is handled here for every
+strategy: ``candidates: N`` selects among a seeded random subset of ``N`` unlabelled candidates
+(the official code's partitioned BADGE drew 320,000 candidates), drawn from ``request.rng``
+before the strategy runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 __all__ = [
+    "CANDIDATES_OPTION",
+    "STRATEGY_INPUTS",
+    "Representation",
     "SelectionRequest",
     "StrategyContractError",
     "StrategyFn",
     "UnknownStrategyError",
     "available_strategies",
+    "check_strategy_options",
     "get_strategy",
     "register_strategy",
     "select",
+    "strategy_inputs",
     "strategy_needs_probs",
+    "strategy_options",
 ]
+
+#: The inputs a strategy may read from a :class:`SelectionRequest`.
+STRATEGY_INPUTS = ("probs", "embeddings", "features")
+
+#: The option every strategy accepts: select among a seeded random subset of the candidates.
+CANDIDATES_OPTION = "candidates"
+
+Rows = torch.Tensor | np.ndarray
+
+
+@dataclass(frozen=True)
+class Representation:
+    """Row vectors of the unlabelled candidates and of the labelled set, in one space.
+
+    Attributes:
+        pool: ``len(pool_ids) x D``, rows aligned with ``SelectionRequest.pool_ids``.
+        labeled: ``len(labeled) x D``, rows aligned with ``SelectionRequest.labeled``.
+    """
+
+    pool: Rows
+    labeled: Rows
 
 
 @dataclass(frozen=True)
@@ -48,13 +87,20 @@ class SelectionRequest:
         probs: ``len(pool_ids) x C`` softmax outputs of the model or proxy that selects (torch
             tensor on any device, or numpy array), rows aligned with ``pool_ids``; ``None`` for
             strategies that do not need them.
+        embeddings: the selecting model's penultimate embeddings (the input of its last
+            linear layer: the backbone output for a fine-tuned model, the hidden layer of the
+            proxy MLP), for the pool and the labelled set.
+        features: the cell's feature representation of the pool and the labelled set: the
+            frozen pre-trained backbone's features, or ASVP's re-extracted ones after an update.
     """
 
     pool_ids: np.ndarray
     labeled: np.ndarray
     budget: int
     rng: np.random.Generator
-    probs: torch.Tensor | np.ndarray | None = None
+    probs: Rows | None = None
+    embeddings: Representation | None = None
+    features: Representation | None = None
 
 
 StrategyFn = Callable[[SelectionRequest], np.ndarray]
@@ -63,7 +109,7 @@ StrategyFn = Callable[[SelectionRequest], np.ndarray]
 @dataclass(frozen=True)
 class _Entry:
     fn: StrategyFn
-    needs_probs: bool
+    inputs: frozenset[str]
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -83,19 +129,27 @@ class StrategyContractError(RuntimeError):
 
 
 def register_strategy(
-    name: str, *, needs_probs: bool = False
+    name: str, *, needs: Iterable[str] = ()
 ) -> Callable[[StrategyFn], StrategyFn]:
     """Decorator registering ``fn`` as the strategy ``name``.
 
     Args:
         name: the name used in grid files and by :func:`get_strategy`.
-        needs_probs: whether the strategy reads ``request.probs`` (the pool's softmax outputs).
+        needs: the request fields the strategy reads, a subset of :data:`STRATEGY_INPUTS`.
+
+    ``fn(request, **options)`` takes its options as keyword-only parameters with defaults.
 
     Registering a name twice with a different function is an error (it would silently replace a
     strategy); re-registering the same function (e.g. after a module reload) replaces the entry.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"strategy name must be a non-empty string, got {name!r}")
+    inputs = frozenset(needs)
+    unknown = sorted(inputs - set(STRATEGY_INPUTS))
+    if unknown:
+        raise ValueError(
+            f"strategy {name!r} needs unknown inputs {unknown}; allowed: {STRATEGY_INPUTS}"
+        )
 
     def decorator(fn: StrategyFn) -> StrategyFn:
         old = _REGISTRY.get(name)
@@ -104,7 +158,7 @@ def register_strategy(
                 f"strategy {name!r} is already registered to {_qualified(old.fn)}; "
                 f"refusing to replace it with {_qualified(fn)}"
             )
-        _REGISTRY[name] = _Entry(fn=fn, needs_probs=bool(needs_probs))
+        _REGISTRY[name] = _Entry(fn=fn, inputs=inputs)
         return fn
 
     return decorator
@@ -128,9 +182,74 @@ def get_strategy(name: str) -> StrategyFn:
     return _entry(name).fn
 
 
+def strategy_inputs(name: str) -> frozenset[str]:
+    """The request fields the strategy ``name`` reads (a subset of :data:`STRATEGY_INPUTS`)."""
+    return _entry(name).inputs
+
+
 def strategy_needs_probs(name: str) -> bool:
     """Whether the strategy ``name`` reads ``request.probs`` (so the pool must be scored)."""
-    return _entry(name).needs_probs
+    return "probs" in strategy_inputs(name)
+
+
+def strategy_options(name: str) -> dict[str, object]:
+    """The options of strategy ``name`` with their defaults, ``candidates`` included."""
+    params = inspect.signature(get_strategy(name)).parameters.values()
+    options: dict[str, object] = {CANDIDATES_OPTION: None}
+    options.update({p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY})
+    return options
+
+
+def check_strategy_options(name: str, options: Mapping[str, object]) -> dict[str, object]:
+    """Validate ``options`` for strategy ``name``; return them as a plain dict.
+
+    Raises ``ValueError`` naming the option, its value and what is expected: an unknown option
+    (listing the allowed ones with their defaults) or a value of the wrong type (checked against
+    the parameter's annotation: ``int``, ``float``, ``str``, ``bool`` and ``None`` unions).
+    """
+    allowed = strategy_options(name)
+    hints = typing.get_type_hints(get_strategy(name))
+    hints[CANDIDATES_OPTION] = int | None
+    checked = {}
+    for key, value in dict(options).items():
+        if key not in allowed:
+            listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items())
+            raise ValueError(f"strategy {name!r} has no option {key!r}; allowed: {listed}")
+        expected = hints.get(key)
+        if expected is not None and not _matches(value, expected):
+            raise ValueError(
+                f"strategy {name!r} option {key!r} must be {_type_name(expected)}, got {value!r}"
+            )
+        checked[key] = value
+    candidates = checked.get(CANDIDATES_OPTION)
+    if candidates is not None and candidates < 1:
+        raise ValueError(
+            f"strategy {name!r} option {CANDIDATES_OPTION!r} must be a positive int, "
+            f"got {candidates!r}"
+        )
+    return checked
+
+
+def _allowed_types(annotation: object) -> tuple[type, ...]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return tuple(t for arg in typing.get_args(annotation) for t in _allowed_types(arg))
+    return (type(None),) if annotation is None else (annotation,)  # type: ignore[return-value]
+
+
+def _matches(value: object, annotation: object) -> bool:
+    allowed = _allowed_types(annotation)
+    if isinstance(value, bool) and bool not in allowed:
+        return False  # YAML's true/false is not a number
+    if isinstance(value, int) and float in allowed:
+        return True
+    return isinstance(value, allowed)
+
+
+def _type_name(annotation: object) -> str:
+    return " or ".join(
+        "null" if t is type(None) else getattr(t, "__name__", str(t))
+        for t in _allowed_types(annotation)
+    )
 
 
 def available_strategies() -> list[str]:
@@ -168,22 +287,29 @@ def _validate_request(name: str, request: SelectionRequest) -> tuple[np.ndarray,
         raise ValueError(
             f"pool_ids and labeled intersect in {overlap.size} indices, e.g. {overlap[:5].tolist()}"
         )
-    probs = request.probs
-    if probs is None:
-        if strategy_needs_probs(name):
-            raise ValueError(
-                f"strategy {name!r} needs probs (the pool's softmax outputs), got None"
-            )
-    else:
-        shape = tuple(probs.shape)
-        if len(shape) != 2:
-            raise ValueError(f"probs must be 2-D (len(pool_ids) x C), got shape {shape}")
-        if shape[0] != pool.size:
-            raise ValueError(
-                f"probs has {shape[0]} rows but pool_ids has {pool.size} entries; "
-                "rows must be aligned with pool_ids"
-            )
+    needs = strategy_inputs(name)
+    for field in STRATEGY_INPUTS:
+        value = getattr(request, field)
+        if value is None:
+            if field in needs:
+                raise ValueError(f"strategy {name!r} needs {field}, got None")
+        elif field == "probs":
+            _check_rows(value, "probs", "pool_ids", pool.size)
+        else:
+            _check_rows(value.pool, f"{field}.pool", "pool_ids", pool.size)
+            _check_rows(value.labeled, f"{field}.labeled", "labeled", labeled.size)
     return pool, labeled
+
+
+def _check_rows(rows: Rows, field: str, ids_name: str, count: int) -> None:
+    shape = tuple(rows.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{field} must be 2-D (len({ids_name}) x columns), got shape {shape}")
+    if shape[0] != count:
+        raise ValueError(
+            f"{field} has {shape[0]} rows but {ids_name} has {count} entries; "
+            f"rows must be aligned with {ids_name}"
+        )
 
 
 def _check_selection(
@@ -217,8 +343,14 @@ def _check_selection(
     return out
 
 
-def select(name: str, request: SelectionRequest) -> np.ndarray:
+def select(
+    name: str, request: SelectionRequest, options: Mapping[str, object] | None = None
+) -> np.ndarray:
     """Run the strategy ``name`` on ``request`` with the shared contract checks.
+
+    ``options`` are the strategy's options (checked by :func:`check_strategy_options`);
+    ``candidates: N`` first narrows the request to ``N`` unlabelled candidates drawn uniformly
+    from ``request.rng`` (all of them when the pool is not larger).
 
     Validates the request (``ValueError`` naming the offending value: negative budget, ``probs``
     rows not matching ``pool_ids``, ``pool_ids`` intersecting ``labeled``, duplicate pool ids,
@@ -230,5 +362,32 @@ def select(name: str, request: SelectionRequest) -> np.ndarray:
         the selected pool indices, int64, in the strategy's pick order.
     """
     fn = get_strategy(name)
+    checked = check_strategy_options(name, options or {})
+    candidates = checked.pop(CANDIDATES_OPTION, None)
     pool, labeled = _validate_request(name, request)
-    return _check_selection(name, fn(request), pool, labeled, int(request.budget))
+    narrowed = _narrow_to_candidates(request, pool, candidates)
+    return _check_selection(name, fn(narrowed, **checked), pool, labeled, int(request.budget))
+
+
+def _narrow_to_candidates(
+    request: SelectionRequest, pool: np.ndarray, candidates: int | None
+) -> SelectionRequest:
+    """The request restricted to a seeded random subset of ``candidates`` pool rows."""
+    if candidates is None or candidates >= pool.size:
+        return request
+    rows = np.sort(request.rng.choice(pool.size, size=candidates, replace=False))
+
+    def take(values: Rows) -> Rows:
+        index = torch.from_numpy(rows).to(values.device) if torch.is_tensor(values) else rows
+        return values[index]
+
+    def take_pool(rep: Representation | None) -> Representation | None:
+        return None if rep is None else Representation(take(rep.pool), rep.labeled)
+
+    return replace(
+        request,
+        pool_ids=pool[rows],
+        probs=None if request.probs is None else take(request.probs),
+        embeddings=take_pool(request.embeddings),
+        features=take_pool(request.features),
+    )

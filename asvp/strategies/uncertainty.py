@@ -106,19 +106,19 @@ def _select_most_uncertain(request: SelectionRequest, kind: str) -> np.ndarray:
     return pool_ids[order[: min(int(request.budget), pool_ids.size)]]
 
 
-@register_strategy("margin", needs_probs=True)
+@register_strategy("margin", needs=("probs",))
 def margin(request: SelectionRequest) -> np.ndarray:
     """The ``budget`` pool indices with the smallest top-1 minus top-2 probability."""
     return _select_most_uncertain(request, "margin")
 
 
-@register_strategy("least_confidence", needs_probs=True)
+@register_strategy("least_confidence", needs=("probs",))
 def least_confidence(request: SelectionRequest) -> np.ndarray:
     """The ``budget`` pool indices with the smallest maximum probability."""
     return _select_most_uncertain(request, "least_confidence")
 
 
-@register_strategy("entropy", needs_probs=True)
+@register_strategy("entropy", needs=("probs",))
 def entropy(request: SelectionRequest) -> np.ndarray:
     """The ``budget`` pool indices with the largest predictive entropy (``0 log 0 = 0``)."""
     return _select_most_uncertain(request, "entropy")

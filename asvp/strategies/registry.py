@@ -92,6 +92,8 @@ class SelectionRequest:
             proxy MLP), for the pool and the labelled set.
         features: the cell's feature representation of the pool and the labelled set: the
             frozen pre-trained backbone's features, or ASVP's re-extracted ones after an update.
+        num_classes: the dataset's number of classes, when known (ProbCover's purity-based
+            radius clusters the features into this many clusters).
     """
 
     pool_ids: np.ndarray
@@ -101,6 +103,7 @@ class SelectionRequest:
     probs: Rows | None = None
     embeddings: Representation | None = None
     features: Representation | None = None
+    num_classes: int | None = None
 
 
 StrategyFn = Callable[[SelectionRequest], np.ndarray]

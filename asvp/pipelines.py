@@ -14,6 +14,19 @@ budget, score the unlabelled pool and select up to ``budgets[r + 1]``:
   proxy uses pre-trained features and FT from the update on (the fine-tune that produces the
   new features is already FT, since its purpose is to move the features).
 
+What the selecting model provides depends on the strategy's declared inputs
+(:func:`asvp.strategies.strategy_inputs`): softmax outputs, penultimate embeddings (of the pool
+and of the labelled set), and the cell's features (the pre-trained features, or ASVP's updated
+ones; a standard cell extracts the pre-trained features only for strategies that read them).
+A strategy that reads no model output (``random``, ``coreset_self``, ``typiclust``, ...) trains
+no proxy and, in standard AL, its per-round fine-tune is evaluation only.
+
+Selection discrepancy (the paper's Figures 4-5): in svpp and asvp cells whose strategy reads a
+model output, the model fine-tuned at each evaluation budget also scores the pool and selects
+with the same strategy and random stream; what it would have picked is recorded next to the
+proxy's picks (:mod:`asvp.discrepancy`). That compute is ``analysis``: neither sampling nor
+evaluation.
+
 The seed fixes the initial labelled set (shared by every cell of a dataset and seed) and, per
 round, the fine-tune, the proxy and random selection, so a round can be replayed exactly.
 
@@ -32,20 +45,22 @@ import numpy as np
 import torch
 
 from asvp.config import CellConfig
-from asvp.data import Split, load_dataset
+from asvp.data import ImageSet, Split, load_dataset
+from asvp.discrepancy import SelectionDiscrepancy, selection_discrepancy
 from asvp.features import FeatureStore
 from asvp.hashing import index_hash
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
-from asvp.strategies import SelectionRequest, select, strategy_needs_probs
+from asvp.strategies import Representation, SelectionRequest, select, strategy_inputs
 from asvp.timing import PhaseTimer
 from asvp.training import (
     TRAIN_METHODS,
+    ModelOutputs,
     accuracy,
+    classifier_outputs,
     extract_features,
     fine_tune,
-    predict_probabilities,
-    proxy_probabilities,
+    proxy_outputs,
     train_proxy,
 )
 from asvp.trigger import FeatureUpdateRule, UpdateDecision
@@ -58,6 +73,8 @@ PIPELINE_TRAIN_METHODS = {
     "asvp": (*TRAIN_METHODS, "auto"),  # auto: LP-FT before the first feature update, FT after
 }
 ALWAYS_SAMPLING = ("extract_features", "update_extract", "indicator", "proxy_train", "pool_score")
+ANALYSIS_PHASES = ("analysis",)
+MODEL_INPUTS = frozenset({"probs", "embeddings"})
 
 
 @dataclass
@@ -74,6 +91,17 @@ class RoundRecord:
     selected: list[int]
     feature_version: int
     indicator: UpdateDecision | None = None
+    model_selected: list[int] | None = None  # what the fine-tuned model would have selected
+    discrepancy: SelectionDiscrepancy | None = None
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """A selecting model's outputs on the unlabelled rows, and its embeddings of the labelled
+    rows when the strategy reads embeddings."""
+
+    pool: ModelOutputs
+    labeled_embeddings: torch.Tensor | None
 
 
 @dataclass
@@ -129,6 +157,8 @@ class CellRunner:
         self.on_round = on_round or (lambda record: None)
         self.timer = PhaseTimer(self.device)
         self.split: Split = load_dataset(config.dataset, **config.dataset_options)
+        self.inputs = strategy_inputs(config.strategy)
+        self.model_selects = bool(self.inputs & MODEL_INPUTS)
         self.features: _Features | None = None
         self._backbone: Backbone | None = None  # the one fine-tuned this round (in the model)
         self.rule = (
@@ -195,16 +225,24 @@ class CellRunner:
 
     def _test_accuracy(self, model: Classifier) -> float:
         with self.timer.phase("test_eval"):
-            probs = predict_probabilities(
-                model,
-                self._backbone,
-                self.split.test,
-                np.arange(len(self.split.test)),
-                self.config.image_size,
-                self.config.finetune.eval_batch_size,
-                self.device,
+            outputs = self._classifier_outputs(
+                model, self.split.test, np.arange(len(self.split.test))
             )
-        return accuracy(probs, self.split.test.labels)
+        return accuracy(outputs.probs, self.split.test.labels)
+
+    def _classifier_outputs(
+        self, model: Classifier, data: ImageSet, indices: np.ndarray, keep_embeddings: bool = False
+    ) -> ModelOutputs:
+        return classifier_outputs(
+            model,
+            self._backbone,
+            data,
+            indices,
+            self.config.image_size,
+            self.config.finetune.eval_batch_size,
+            self.device,
+            keep_embeddings,
+        )
 
     def _read_indicator(
         self, labels_used: int, is_last: bool, labeled: np.ndarray
@@ -224,38 +262,115 @@ class CellRunner:
         with self.timer.phase("update_extract"):
             self.features.replace(self._extract(self._backbone))
 
-    def _pool_probabilities(
-        self, round_index: int, labeled: np.ndarray, unlabeled: np.ndarray, model: Classifier
-    ) -> torch.Tensor | None:
-        if not strategy_needs_probs(self.config.strategy):
-            return None
-        if self.config.pipeline == "standard":
-            with self.timer.phase("pool_score"):
-                return predict_probabilities(
-                    model,
-                    self._backbone,
-                    self.split.pool,
-                    unlabeled,
-                    self.config.image_size,
-                    self.config.finetune.eval_batch_size,
-                    self.device,
-                )
+    def _rows(self, ids: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(ids).to(self.device)
+
+    def _finetuned_scoring(
+        self, model: Classifier, labeled: np.ndarray, unlabeled: np.ndarray
+    ) -> _Scoring:
+        keep = "embeddings" in self.inputs
+        pool = self._classifier_outputs(model, self.split.pool, unlabeled, keep)
+        labeled_embeddings = (
+            self._classifier_outputs(model, self.split.pool, labeled, True).embeddings
+            if keep
+            else None
+        )
+        return _Scoring(pool, labeled_embeddings)
+
+    def _proxy_scoring(
+        self, round_index: int, labeled: np.ndarray, unlabeled: np.ndarray
+    ) -> _Scoring:
         assert self.features is not None
+        features = self.features.pool
         targets = torch.from_numpy(self.split.pool.labels[labeled]).to(self.device)
         with self.timer.phase("proxy_train"):
             proxy = train_proxy(
-                self.features.pool[torch.from_numpy(labeled).to(self.device)],
+                features[self._rows(labeled)],
                 targets,
                 self.split.pool.num_classes,
                 self.config.proxy,
                 derive_seed(self.config.seed, round_index, "proxy"),
             )
+        keep = "embeddings" in self.inputs
+        batch = self.config.proxy.score_batch_size
         with self.timer.phase("pool_score"):
-            return proxy_probabilities(
-                proxy,
-                self.features.pool[torch.from_numpy(unlabeled).to(self.device)],
-                self.config.proxy.score_batch_size,
+            pool = proxy_outputs(proxy, features[self._rows(unlabeled)], batch, keep)
+            labeled_embeddings = (
+                proxy_outputs(proxy, features[self._rows(labeled)], batch, True).embeddings
+                if keep
+                else None
             )
+        return _Scoring(pool, labeled_embeddings)
+
+    def _scoring(
+        self, round_index: int, labeled: np.ndarray, unlabeled: np.ndarray, model: Classifier
+    ) -> _Scoring | None:
+        """The selecting model's outputs, when the strategy reads any."""
+        if not self.model_selects:
+            return None
+        if self.config.pipeline == "standard":
+            with self.timer.phase("pool_score"):
+                return self._finetuned_scoring(model, labeled, unlabeled)
+        return self._proxy_scoring(round_index, labeled, unlabeled)
+
+    def _request(
+        self,
+        round_index: int,
+        labeled: np.ndarray,
+        unlabeled: np.ndarray,
+        budget: int,
+        scoring: _Scoring | None,
+    ) -> SelectionRequest:
+        """The selection request with exactly the inputs the strategy reads."""
+        features = None
+        if "features" in self.inputs:
+            assert self.features is not None
+            pool_features = self.features.pool
+            features = Representation(
+                pool_features[self._rows(unlabeled)].float(),
+                pool_features[self._rows(labeled)].float(),
+            )
+        reads = self.inputs if scoring is not None else frozenset()
+        return SelectionRequest(
+            pool_ids=unlabeled,
+            labeled=labeled,
+            budget=budget,
+            rng=np.random.default_rng(derive_seed(self.config.seed, round_index, "select")),
+            probs=scoring.pool.probs if "probs" in reads else None,
+            embeddings=(
+                Representation(scoring.pool.embeddings, scoring.labeled_embeddings)
+                if "embeddings" in reads
+                else None
+            ),
+            features=features,
+            num_classes=self.split.pool.num_classes,
+        )
+
+    def _analyses_discrepancy(self) -> bool:
+        return (
+            self.config.discrepancy_analysis
+            and self.config.pipeline in ("svpp", "asvp")
+            and self.model_selects
+        )
+
+    def _selection_discrepancy(
+        self,
+        round_index: int,
+        labeled: np.ndarray,
+        unlabeled: np.ndarray,
+        budget: int,
+        model: Classifier,
+        proxy_scoring: _Scoring,
+        proxy_selected: np.ndarray,
+    ) -> tuple[np.ndarray, SelectionDiscrepancy]:
+        """What the just fine-tuned model would have selected, compared with the proxy."""
+        with self.timer.phase("analysis"):
+            scoring = self._finetuned_scoring(model, labeled, unlabeled)
+            request = self._request(round_index, labeled, unlabeled, budget, scoring)
+            model_selected = select(self.config.strategy, request, self.config.strategy_options)
+            predicted = proxy_scoring.pool.probs.argmax(dim=1).cpu().numpy()
+            correct = unlabeled[predicted == self.split.pool.labels[unlabeled]]
+        return model_selected, selection_discrepancy(proxy_selected, model_selected, correct)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -264,7 +379,7 @@ class CellRunner:
         budgets = config.budgets
         labeled = initial_labeled_set(len(self.split.pool), budgets[0], config.seed)
         result = CellResult(labeled_order=labeled.tolist())
-        if config.pipeline in ("svpp", "asvp"):
+        if config.pipeline in ("svpp", "asvp") or "features" in self.inputs:
             self._pretrained_features()
         for round_index, labels_used in enumerate(budgets):
             is_last = round_index == len(budgets) - 1
@@ -276,24 +391,23 @@ class CellRunner:
             if updating:
                 self._update_features()
             selected = np.empty(0, dtype=np.int64)
+            model_selected, discrepancy = None, None
             if not is_last:
                 unlabeled = np.setdiff1d(np.arange(len(self.split.pool)), labeled)
-                probs = self._pool_probabilities(round_index, labeled, unlabeled, model)
+                budget = budgets[round_index + 1] - labels_used
+                scoring = self._scoring(round_index, labeled, unlabeled, model)
+                request = self._request(round_index, labeled, unlabeled, budget, scoring)
                 with self.timer.phase("select"):
-                    selected = select(
-                        config.strategy,
-                        SelectionRequest(
-                            pool_ids=unlabeled,
-                            labeled=labeled,
-                            budget=budgets[round_index + 1] - labels_used,
-                            rng=np.random.default_rng(
-                                derive_seed(config.seed, round_index, "select")
-                            ),
-                            probs=probs,
-                        ),
+                    selected = select(config.strategy, request, config.strategy_options)
+                if self._analyses_discrepancy():
+                    model_selected, discrepancy = self._selection_discrepancy(
+                        round_index, labeled, unlabeled, budget, model, scoring, selected
                     )
                 labeled = np.concatenate([labeled, selected])
             record = self._record(round_index, labels_used, test_acc, method, selected, decision)
+            if discrepancy is not None:
+                record.model_selected = model_selected.tolist()
+                record.discrepancy = discrepancy
             result.rounds.append(record)
             result.labeled_order.extend(selected.tolist())
             self.on_round(record)
@@ -309,13 +423,14 @@ class CellRunner:
         decision: UpdateDecision | None,
     ) -> RoundRecord:
         seconds = self.timer.take()
-        finetune_selects = self.config.pipeline == "standard" or (
+        finetune_selects = (self.config.pipeline == "standard" and self.model_selects) or (
             decision is not None and decision.update
         )
         sampling_phases = set(ALWAYS_SAMPLING) | {"select"}
         if finetune_selects:
             sampling_phases.add("finetune")
         sampling = sum(v for k, v in seconds.items() if k in sampling_phases)
+        analysis = sum(v for k, v in seconds.items() if k in ANALYSIS_PHASES)
         return RoundRecord(
             round=round_index,
             labels=labels_used,
@@ -323,7 +438,7 @@ class CellRunner:
             train_method=method,
             seconds=seconds,
             sampling_seconds=sampling,
-            evaluation_seconds=sum(seconds.values()) - sampling,
+            evaluation_seconds=sum(seconds.values()) - sampling - analysis,
             selected=selected.tolist(),
             feature_version=self.features.version if self.features is not None else 0,
             indicator=decision,

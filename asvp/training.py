@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -97,16 +98,38 @@ def train_proxy(
     return proxy.eval()
 
 
+@dataclass(frozen=True)
+class ModelOutputs:
+    """What a selecting model says about some rows: softmax outputs and, when asked for, the
+    penultimate embeddings (the input of its last linear layer), rows in input order."""
+
+    probs: torch.Tensor
+    embeddings: torch.Tensor | None
+
+
 @torch.no_grad()
-def proxy_probabilities(proxy: ProxyMLP, features: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax outputs of the proxy over feature rows, in batches (no per-sample Python)."""
+def _head_outputs(
+    embedding_batches: Iterator[torch.Tensor], head: nn.Module, keep_embeddings: bool
+) -> ModelOutputs:
+    probs, embeddings = [], []
+    for batch in embedding_batches:
+        probs.append(head(batch).softmax(dim=1))
+        if keep_embeddings:
+            embeddings.append(batch)
+    return ModelOutputs(torch.cat(probs), torch.cat(embeddings) if keep_embeddings else None)
+
+
+def proxy_outputs(
+    proxy: ProxyMLP, features: torch.Tensor, batch_size: int, keep_embeddings: bool = False
+) -> ModelOutputs:
+    """The proxy's softmax outputs (and hidden-layer embeddings) over feature rows, in batches
+    of ``batch_size`` rows (no per-sample Python)."""
     proxy.eval()
-    return torch.cat(
-        [
-            proxy(features[start : start + batch_size].float()).softmax(dim=1)
-            for start in range(0, len(features), batch_size)
-        ]
+    batches = (
+        proxy.embed(features[start : start + batch_size].float())
+        for start in range(0, len(features), batch_size)
     )
+    return _head_outputs(batches, proxy.out, keep_embeddings)
 
 
 def _image_batches(
@@ -117,8 +140,7 @@ def _image_batches(
         yield data.batch(indices[start : start + batch_size], image_size, prep.mean, prep.std)
 
 
-@torch.no_grad()
-def _forward_in_batches(
+def _embedding_batches(
     network: nn.Module,
     backbone: Backbone,
     data: ImageSet,
@@ -126,16 +148,13 @@ def _forward_in_batches(
     image_size: int,
     batch_size: int,
     device: torch.device,
-) -> torch.Tensor:
+) -> Iterator[torch.Tensor]:
     network.to(device).eval()
-    return torch.cat(
-        [
-            network(batch.to(device))
-            for batch in _image_batches(data, indices, backbone, image_size, batch_size)
-        ]
-    )
+    for batch in _image_batches(data, indices, backbone, image_size, batch_size):
+        yield network(batch.to(device))
 
 
+@torch.no_grad()
 def extract_features(
     backbone: Backbone,
     data: ImageSet,
@@ -145,12 +164,16 @@ def extract_features(
     device: torch.device,
 ) -> torch.Tensor:
     """Pooled backbone features (float32, on ``device``) of ``data[indices]``, eval mode."""
-    return _forward_in_batches(
-        backbone.network, backbone, data, indices, image_size, batch_size, device
+    return torch.cat(
+        list(
+            _embedding_batches(
+                backbone.network, backbone, data, indices, image_size, batch_size, device
+            )
+        )
     )
 
 
-def predict_probabilities(
+def classifier_outputs(
     model: Classifier,
     backbone: Backbone,
     data: ImageSet,
@@ -158,10 +181,14 @@ def predict_probabilities(
     image_size: int,
     batch_size: int,
     device: torch.device,
-) -> torch.Tensor:
-    """Softmax outputs of a fine-tuned classifier over ``data[indices]``, eval mode."""
-    logits = _forward_in_batches(model, backbone, data, indices, image_size, batch_size, device)
-    return logits.softmax(dim=1)
+    keep_embeddings: bool = False,
+) -> ModelOutputs:
+    """Softmax outputs (and backbone embeddings) of a fine-tuned classifier over
+    ``data[indices]``, eval mode, one forward pass."""
+    batches = _embedding_batches(
+        model.backbone, backbone, data, indices, image_size, batch_size, device
+    )
+    return _head_outputs(batches, model.head, keep_embeddings)
 
 
 @torch.no_grad()

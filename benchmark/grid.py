@@ -15,7 +15,10 @@ identity, tracking, resume"). The example grid below shows every key::
     backbone: efficientnet_lite0     # one of asvp.models.backbones.available_backbones()
     image_size: 48                   # default 224
     seeds: [0, 1]                    # distinct integers >= 0
-    strategies: [random, margin]     # must contain "random" (the baseline of every ratio)
+    strategies:                      # must contain "random" (the baseline of every ratio)
+      - random
+      - margin
+      - {name: badge, options: {candidates: 5000}}   # keyword options of the strategy
     pipelines:                       # standard: ft | lpft; svpp: ft | lpft; asvp: ft | lpft | auto
       - {pipeline: svpp, train_method: lpft}
     baseline: {train_method: ft}     # the random baseline's evaluation fine-tune; default ft
@@ -23,6 +26,7 @@ identity, tracking, resume"). The example grid below shows every key::
     linear_probe: {}                 # LinearProbeConfig
     proxy: {}                        # ProxyConfig
     trigger: {rule: logme}           # TriggerConfig
+    discrepancy_analysis: true       # svpp/asvp: also log the fine-tuned model's picks
     costs: {label_price: 0.05, reviews_per_label: 1, device_hour: {cpu: 0.1}, note: "..."}
     executor: {kind: local, max_parallel: null}
     tracking: {uri: null}            # null: MLflow's default (sqlite:///mlflow.db)
@@ -47,7 +51,10 @@ Decisions written down here (``DESIGN.md`` leaves them open):
 - Every dataset is loaded once at validation (``check_data=True``, the default) to check its
   options and that the last budget fits its pool; missing data is refused before anything runs.
 - A dataset name may appear once per grid and a (pipeline, train_method) pair once, so that run
-  names are unique within a grid.
+  names are unique within a grid. A strategy may appear more than once with different options:
+  its label (``badge`` or ``badge[candidates=5000]``) names it in run names and tables.
+- Strategy options are checked against the strategy function's keyword parameters
+  (:func:`asvp.strategies.check_strategy_options`); they enter the run key only when given.
 - A run key hashes only what determines results (:func:`scientific_config`): a svpp cell's key
   ignores ``trigger``, a ``ft`` cell's key ignores ``linear_probe``. Dataset options are hashed
   as written (loader defaults are not filled in), so ``options: {}`` and the loader's default
@@ -78,7 +85,7 @@ from asvp.config import CellConfig, FineTuneConfig, LinearProbeConfig, ProxyConf
 from asvp.data import available_datasets, load_dataset
 from asvp.models.backbones import available_backbones
 from asvp.pipelines import PIPELINE_TRAIN_METHODS
-from asvp.strategies import available_strategies
+from asvp.strategies import available_strategies, check_strategy_options
 from asvp.training import TRAIN_METHODS
 from asvp.trigger import TRIGGER_RULES
 
@@ -120,7 +127,7 @@ EXECUTOR_KINDS = ("debug", "local")
 _TOP_LEVEL_KEYS = (
     "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
     "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "costs", "executor",
-    "tracking", "feature_store",
+    "tracking", "feature_store", "discrepancy_analysis",
 )
 # fmt: on
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -187,6 +194,18 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class StrategySpec:
+    """One strategy of a grid: registry name and keyword options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return strategy_label(self.name, self.options)
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """One pipeline entry of a grid: ``standard``, ``svpp`` or ``asvp`` with its train method."""
 
@@ -205,7 +224,7 @@ class Grid:
     backbone: str
     image_size: int
     seeds: list[int]
-    strategies: list[str]
+    strategies: list[StrategySpec]
     pipelines: list[PipelineSpec]
     baseline_train_method: str
     finetune: FineTuneConfig
@@ -216,6 +235,7 @@ class Grid:
     executor: ExecutorSettings
     tracking_uri: str | None
     feature_store: str
+    discrepancy_analysis: bool = True
 
 
 @dataclass(frozen=True)
@@ -282,6 +302,7 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
     executor = _read_section(check, data.get("executor"), "executor", ExecutorSettings)
     tracking = _read_section(check, data.get("tracking"), "tracking", _TrackingSettings)
     feature_store = check.typed(data.get("feature_store", ".asvp/features"), str, "feature_store")
+    discrepancy = check.typed(data.get("discrepancy_analysis", True), bool, "discrepancy_analysis")
     datasets = _read_datasets(check, data.get("datasets", _ABSENT), "datasets", check_data)
     check.raise_if_errors()
     return Grid(
@@ -303,6 +324,7 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
         executor=executor,
         tracking_uri=tracking.uri,
         feature_store=feature_store,
+        discrepancy_analysis=discrepancy,
     )
 
 
@@ -316,19 +338,21 @@ def expand_cells(grid: Grid) -> list[Cell]:
     cells = []
     for dataset in grid.datasets:
         for seed in grid.seeds:
-            combos = [(RANDOM, grid.baseline_train_method, RANDOM)]
+            combos = [(RANDOM, grid.baseline_train_method, StrategySpec(RANDOM))]
             combos += [
                 (entry.pipeline, entry.train_method, strategy)
                 for entry in grid.pipelines
                 for strategy in grid.strategies
-                if strategy != RANDOM
+                if strategy.name != RANDOM
             ]
             for pipeline, train_method, strategy in combos:
                 config = CellConfig(
                     dataset=dataset.name,
                     backbone=grid.backbone,
                     pipeline=pipeline,
-                    strategy=strategy,
+                    strategy=strategy.name,
+                    strategy_options=copy.deepcopy(strategy.options),
+                    discrepancy_analysis=grid.discrepancy_analysis,
                     train_method=train_method,
                     seed=seed,
                     budgets=dataset.budgets,
@@ -345,11 +369,20 @@ def expand_cells(grid: Grid) -> list[Cell]:
     return cells
 
 
+def strategy_label(name: str, options: dict[str, Any]) -> str:
+    """``name``, or ``name[key=value,...]`` (keys sorted, values as JSON) when options are set."""
+    if not options:
+        return name
+    inner = ",".join(f"{k}={_canonical_json(v)}" for k, v in sorted(options.items()))
+    return f"{name}[{inner}]"
+
+
 def run_name(config: CellConfig) -> str:
-    """The MLflow run name ``dataset/backbone/pipeline-train_method/strategy/s<seed>``."""
+    """The MLflow run name ``dataset/backbone/pipeline-train_method/strategy/s<seed>``, the
+    strategy written as its label (:func:`strategy_label`)."""
     return (
         f"{config.dataset}/{config.backbone}/{config.pipeline}-{config.train_method}"
-        f"/{config.strategy}/s{config.seed}"
+        f"/{strategy_label(config.strategy, config.strategy_options)}/s{config.seed}"
     )
 
 
@@ -358,8 +391,9 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
 
     Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
     seed, budgets and finetune; plus linear_probe when the train method is ``lpft`` or ``auto``,
-    proxy for ``svpp`` and ``asvp``, trigger for ``asvp`` only. Sections a cell does not use are
-    left out, so that changing them does not change its run key.
+    proxy for ``svpp`` and ``asvp``, trigger for ``asvp`` only; strategy_options when given;
+    discrepancy_analysis for ``svpp`` and ``asvp``. Sections a cell does not use are left out,
+    so that changing them does not change its run key.
     """
     resolved: dict[str, Any] = {
         "dataset": config.dataset,
@@ -375,8 +409,11 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
     }
     if config.train_method in ("lpft", "auto"):
         resolved["linear_probe"] = dataclasses.asdict(config.linear_probe)
+    if config.strategy_options:
+        resolved["strategy_options"] = config.strategy_options
     if config.pipeline in ("svpp", "asvp"):
         resolved["proxy"] = dataclasses.asdict(config.proxy)
+        resolved["discrepancy_analysis"] = config.discrepancy_analysis
     if config.pipeline == "asvp":
         resolved["trigger"] = dataclasses.asdict(config.trigger)
     return _json_ready(resolved)
@@ -530,18 +567,20 @@ def _read_seeds(check: _Checker, value: Any, key: str) -> list[int]:
     return seeds
 
 
-def _read_strategies(check: _Checker, value: Any, key: str) -> list[str]:
-    items = check.non_empty_list(value, key, "a non-empty list of strategy names")
-    strategies = []
+def _read_strategies(check: _Checker, value: Any, key: str) -> list[StrategySpec]:
+    expected = "a non-empty list of strategy names or {name, options} mappings"
+    items = check.non_empty_list(value, key, expected)
+    strategies: list[StrategySpec] = []
     for i, item in enumerate(items):
-        strategy = check.choice(item, f"{key}[{i}]", available_strategies())
-        if strategy is _INVALID:
+        spec = _read_strategy(check, item, f"{key}[{i}]")
+        if spec is _INVALID:
             continue
-        if strategy in strategies:
-            check.bad(f"{key}[{i}]", strategy, "distinct strategies (this one is listed twice)")
+        if any(other.label == spec.label for other in strategies):
+            check.bad(f"{key}[{i}]", item, "distinct strategies (this one is listed twice)")
         else:
-            strategies.append(strategy)
-    if items and RANDOM not in items:
+            strategies.append(spec)
+    names = [item if isinstance(item, str) else None for item in items]
+    if items and RANDOM not in names:
         check.bad(
             key,
             value,
@@ -549,6 +588,33 @@ def _read_strategies(check: _Checker, value: Any, key: str) -> list[str]:
             "sample-saving ratio is measured against its curve",
         )
     return strategies
+
+
+def _read_strategy(check: _Checker, item: Any, key: str) -> StrategySpec:
+    """A strategy entry: a registered name, or ``{name, options}``."""
+    if isinstance(item, dict):
+        if not check.mapping(item, key, ("name", "options")):
+            return _INVALID
+        name = check.choice(item.get("name", _ABSENT), f"{key}.name", available_strategies())
+        options = item.get("options") or {}
+        options_key = f"{key}.options"
+    else:
+        name = check.choice(item, key, available_strategies())
+        options, options_key = {}, key
+    if name is _INVALID:
+        return _INVALID
+    if not isinstance(options, dict):
+        check.bad(options_key, options, f"a mapping of strategy {name!r}'s options")
+        return _INVALID
+    if name == RANDOM and options:
+        check.bad(options_key, options, "no options for the random baseline")
+        return _INVALID
+    try:
+        checked = check_strategy_options(name, options)
+    except ValueError as error:
+        check.error(options_key, str(error))
+        return _INVALID
+    return StrategySpec(name, _json_ready(checked))
 
 
 def _read_pipelines(check: _Checker, value: Any, key: str) -> list[PipelineSpec]:

@@ -5,9 +5,11 @@ Layout (DESIGN.md, "Run identity, tracking, resume"): experiment = grid name; ru
 pipeline, strategy, seed, git commit, device, state; params: the flat resolved config (the
 whole config also as ``config.json``); metrics stepped by labels used: ``test_acc``, per-phase
 seconds ``time_<phase>``, ``sampling_seconds``, ``evaluation_seconds``, ``feature_version`` and
-the ASVP indicator (``indicator_value``, ``indicator_reference``, ``indicator_update``);
-artifacts: ``rounds/round_<r>.json`` (the round's selected pool indices, indicator decision
-and timings), ``curve.csv``, ``labeled_order.json``, ``environment.json`` (package versions).
+the ASVP indicator (``indicator_value``, ``indicator_reference``, ``indicator_update``), the
+selection discrepancy of svpp/asvp cells (``discrepancy_both``, ``discrepancy_proxy_only``, ...);
+artifacts: ``rounds/round_<r>.json`` (the round's selected pool indices, what the fine-tuned
+model would have selected, indicator decision and timings), ``curve.csv``,
+``labeled_order.json``, ``environment.json`` (package versions).
 
 A cell owns at most one run: a rerun of an unfinished cell reuses its run, so re-running a
 grid never creates a duplicate.
@@ -132,6 +134,8 @@ class CellLogger:
             metrics["indicator_value"] = _finite(record.indicator.value)
             metrics["indicator_reference"] = _finite(record.indicator.reference)
             metrics["indicator_update"] = float(record.indicator.update)
+        if record.discrepancy is not None:
+            metrics.update(record.discrepancy.as_metrics())
         for name, value in metrics.items():
             self.client.log_metric(self.run_id, name, value, step=step)
         payload = dataclasses.asdict(record)

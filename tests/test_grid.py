@@ -96,7 +96,7 @@ def test_example_grid_loads(tmp_path):
     assert grid.backbone == "efficientnet_lite0"
     assert grid.image_size == 48
     assert grid.seeds == [0, 1]
-    assert grid.strategies == ["random", "margin", "entropy"]
+    assert [s.label for s in grid.strategies] == ["random", "margin", "entropy"]
     assert grid.pipelines == [
         PipelineSpec("standard", "ft"),
         PipelineSpec("svpp", "lpft"),
@@ -369,8 +369,69 @@ def test_scientific_config_sections(tmp_path):
     }
     assert sections[("random", "ft")] == base
     assert sections[("standard", "ft")] == base
-    assert sections[("svpp", "lpft")] == base | {"linear_probe", "proxy"}
-    assert sections[("asvp", "auto")] == base | {"linear_probe", "proxy", "trigger"}
+    proxy = {"proxy", "discrepancy_analysis"}
+    assert sections[("svpp", "lpft")] == base | {"linear_probe"} | proxy
+    assert sections[("asvp", "auto")] == base | {"linear_probe", "trigger"} | proxy
+
+
+def test_strategy_options_enter_label_run_key_and_cells(tmp_path):
+    data = demo_data()
+    data["strategies"] = [
+        "random",
+        "margin",
+        {"name": "margin", "options": {"candidates": 50}},
+    ]
+    cells = [c for c in expand_cells(load_grid(write_data(tmp_path, data))) if c.config.seed == 0]
+    svpp = [c for c in cells if c.config.pipeline == "svpp"]
+    assert [c.config.strategy_options for c in svpp] == [{}, {"candidates": 50}]
+    assert svpp[1].run_name.endswith("/margin[candidates=50]/s0")
+    assert svpp[0].run_key != svpp[1].run_key
+    assert "strategy_options" not in scientific_config(svpp[0].config)
+    assert scientific_config(svpp[1].config)["strategy_options"] == {"candidates": 50}
+
+
+def test_discrepancy_analysis_switch_changes_proxy_cells_only(tmp_path):
+    on = expand_cells(load_grid(write_data(tmp_path, demo_data())))
+    data = demo_data()
+    data["discrepancy_analysis"] = False
+    off = expand_cells(load_grid(write_data(tmp_path, data)))
+    for a, b in zip(on, off, strict=True):
+        assert b.config.discrepancy_analysis is False
+        changed = a.run_key != b.run_key
+        assert changed == (a.config.pipeline in ("svpp", "asvp"))
+
+
+@pytest.mark.parametrize(
+    "entry, key, words",
+    [
+        (
+            {"name": "margin", "options": {"candidate": 5}},
+            "strategies[1].options",
+            "no option 'candidate'; allowed: candidates",
+        ),
+        (
+            {"name": "margin", "options": {"candidates": "many"}},
+            "strategies[1].options",
+            "'candidates' must be int or null, got 'many'",
+        ),
+        ({"name": "margin", "options": {"candidates": 0}}, "strategies[1].options", "positive int"),
+        ({"name": "margn"}, "strategies[1].name", "'margn'"),
+        ({"name": "margin", "opts": {}}, "strategies[1].opts", "unknown key 'opts'"),
+        ({"name": "margin", "options": [1]}, "strategies[1].options", "a mapping"),
+    ],
+)
+def test_bad_strategy_options(tmp_path, entry, key, words):
+    data = demo_data()
+    data["strategies"] = ["random", entry]
+    line = error_line(load_error(write_data(tmp_path, data)), key)
+    assert words in line
+
+
+def test_same_strategy_with_same_options_twice_is_refused(tmp_path):
+    data = demo_data()
+    data["strategies"] = ["random", {"name": "margin", "options": {}}, "margin"]
+    line = error_line(load_error(write_data(tmp_path, data)), "strategies[2]")
+    assert "listed twice" in line
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The round loops on a tiny real cell: determinism, shared initial sets, ASVP updates, costs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,27 @@ def test_a_corrupt_store_entry_is_rebuilt_not_used(tiny_cell, store):
     rebuilt = run_cell(tiny_cell("svpp"), store)
     assert rebuilt.labeled_order == reference.labeled_order
     assert np.load(array).shape == (200, 1280)
+
+
+def test_discrepancy_analysis_records_what_the_fine_tuned_model_would_select(tiny_cell, store):
+    svpp = run_cell(tiny_cell("svpp"), store)
+    standard = run_cell(tiny_cell("standard"), store)
+    # Round 0 starts from the shared initial set, so the svpp cell's evaluation fine-tune is the
+    # standard cell's selecting model: what it "would have selected" is what standard selected.
+    assert svpp.rounds[0].model_selected == standard.rounds[0].selected
+    for record in svpp.rounds[:2]:
+        d = record.discrepancy
+        assert d.both + d.proxy_only == len(record.selected) == 10
+        assert d.both + d.model_only == len(record.model_selected) == 10
+        assert len(set(record.model_selected) & set(record.selected)) == d.both
+        assert record.seconds["analysis"] > 0
+        assert record.sampling_seconds + record.evaluation_seconds < sum(record.seconds.values())
+    assert svpp.rounds[2].discrepancy is None  # nothing is selected at the last budget
+    assert all(r.discrepancy is None for r in standard.rounds)
+
+
+def test_discrepancy_analysis_can_be_switched_off_without_changing_selections(tiny_cell, store):
+    on = run_cell(tiny_cell("svpp"), store)
+    off = run_cell(dataclasses.replace(tiny_cell("svpp"), discrepancy_analysis=False), store)
+    assert off.labeled_order == on.labeled_order
+    assert all(r.discrepancy is None and "analysis" not in r.seconds for r in off.rounds)

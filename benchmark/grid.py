@@ -21,6 +21,7 @@ identity, tracking, resume"). The example grid below shows every key::
       - {name: badge, options: {candidates: 5000}}   # keyword options of the strategy
     pipelines:                       # standard: ft | lpft; svpp: ft | lpft; asvp: ft | lpft | auto
       - {pipeline: svpp, train_method: lpft}
+      - {pipeline: asvp, train_method: auto, trigger: {rule: ped}, strategies: [margin]}
     baseline: {train_method: ft}     # the random baseline's evaluation fine-tune; default ft
     finetune: {epochs: 15}           # fields of asvp.config.FineTuneConfig
     linear_probe: {}                 # LinearProbeConfig
@@ -50,8 +51,13 @@ Decisions written down here (``DESIGN.md`` leaves them open):
   flow mapping (``{...}``) quote the reference: ``finetune: {epochs: "${EPOCHS:-15}"}``.
 - Every dataset is loaded once at validation (``check_data=True``, the default) to check its
   options and that the last budget fits its pool; missing data is refused before anything runs.
-- A dataset name may appear once per grid and a (pipeline, train_method) pair once, so that run
-  names are unique within a grid. A strategy may appear more than once with different options:
+- A pipeline entry may override ``trigger`` fields (asvp only; merged over the grid's
+  ``trigger`` section) and restrict ``strategies`` to some of the grid's strategy labels, so one
+  grid can compare ASVP rules without crossing each with every strategy. Its label
+  (``asvp-auto`` or ``asvp-auto[rule=ped]``, the overridden fields) names it in run names and
+  tables.
+- A dataset name may appear once per grid and a pipeline label once, so that run names are
+  unique within a grid. A strategy may appear more than once with different options:
   its label (``badge`` or ``badge[candidates=5000]``) names it in run names and tables.
 - Strategy options are checked against the strategy function's keyword parameters
   (:func:`asvp.strategies.check_strategy_options`); they enter the run key only when given.
@@ -207,10 +213,18 @@ class StrategySpec:
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """One pipeline entry of a grid: ``standard``, ``svpp`` or ``asvp`` with its train method."""
+    """One pipeline entry of a grid: ``standard``, ``svpp`` or ``asvp`` with its train method,
+    the trigger fields it overrides (asvp), and the strategy labels it is restricted to (None:
+    all of the grid's)."""
 
     pipeline: str
     train_method: str
+    trigger_overrides: dict[str, Any] = field(default_factory=dict)
+    strategies: tuple[str, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        return strategy_label(f"{self.pipeline}-{self.train_method}", self.trigger_overrides)
 
 
 @dataclass(frozen=True)
@@ -245,6 +259,8 @@ class Cell:
     config: CellConfig
     run_key: str
     run_name: str
+    pipeline_label: str
+    strategy_label: str
 
     def params(self) -> dict[str, str]:
         """The flat resolved scientific config for MLflow params: dotted keys (``finetune.epochs``),
@@ -287,7 +303,7 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
         check.bad("image_size", image_size, "an integer >= 1")
     seeds = _read_seeds(check, data.get("seeds", _ABSENT), "seeds")
     strategies = _read_strategies(check, data.get("strategies", _ABSENT), "strategies")
-    pipelines = _read_pipelines(check, data.get("pipelines", _ABSENT), "pipelines")
+    pipelines = _read_pipelines(check, data.get("pipelines", _ABSENT), "pipelines", strategies)
     baseline = _read_section(check, data.get("baseline"), "baseline", _BaselineSettings)
     sections = {
         key: _read_section(check, data.get(key), key, cls)
@@ -298,6 +314,10 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
             ("trigger", TriggerConfig),
         )
     }
+    for i, entry in enumerate(pipelines):
+        if entry.trigger_overrides:  # checked as merged over the grid's trigger section
+            merged = dataclasses.replace(sections["trigger"], **entry.trigger_overrides)
+            _check_section_consistency(check, merged, f"pipelines[{i}].trigger")
     costs = _read_section(check, data.get("costs"), "costs", Costs)
     executor = _read_section(check, data.get("executor"), "executor", ExecutorSettings)
     tracking = _read_section(check, data.get("tracking"), "tracking", _TrackingSettings)
@@ -333,27 +353,28 @@ def expand_cells(grid: Grid) -> list[Cell]:
 
     For each dataset, for each seed: first the random-baseline cell (pipeline and strategy
     ``random``, train method ``baseline.train_method``), then one cell per pipeline entry and
-    non-random strategy, in the order of the grid file.
+    non-random strategy (those the entry is restricted to), in the order of the grid file.
     """
+    baseline = PipelineSpec(RANDOM, grid.baseline_train_method)
+    combos = [(baseline, StrategySpec(RANDOM))] + [
+        (entry, strategy)
+        for entry in grid.pipelines
+        for strategy in grid.strategies
+        if strategy.name != RANDOM
+        and (entry.strategies is None or strategy.label in entry.strategies)
+    ]
     cells = []
     for dataset in grid.datasets:
         for seed in grid.seeds:
-            combos = [(RANDOM, grid.baseline_train_method, StrategySpec(RANDOM))]
-            combos += [
-                (entry.pipeline, entry.train_method, strategy)
-                for entry in grid.pipelines
-                for strategy in grid.strategies
-                if strategy.name != RANDOM
-            ]
-            for pipeline, train_method, strategy in combos:
+            for entry, strategy in combos:
                 config = CellConfig(
                     dataset=dataset.name,
                     backbone=grid.backbone,
-                    pipeline=pipeline,
+                    pipeline=entry.pipeline,
                     strategy=strategy.name,
                     strategy_options=copy.deepcopy(strategy.options),
                     discrepancy_analysis=grid.discrepancy_analysis,
-                    train_method=train_method,
+                    train_method=entry.train_method,
                     seed=seed,
                     budgets=dataset.budgets,
                     image_size=grid.image_size,
@@ -361,10 +382,16 @@ def expand_cells(grid: Grid) -> list[Cell]:
                     finetune=grid.finetune,
                     linear_probe=grid.linear_probe,
                     proxy=grid.proxy,
-                    trigger=grid.trigger,
+                    trigger=dataclasses.replace(grid.trigger, **entry.trigger_overrides),
                 )
                 cells.append(
-                    Cell(config=config, run_key=run_key(config), run_name=run_name(config))
+                    Cell(
+                        config=config,
+                        run_key=run_key(config),
+                        run_name=run_name(config, entry.label),
+                        pipeline_label=entry.label,
+                        strategy_label=strategy.label,
+                    )
                 )
     return cells
 
@@ -377,11 +404,13 @@ def strategy_label(name: str, options: dict[str, Any]) -> str:
     return f"{name}[{inner}]"
 
 
-def run_name(config: CellConfig) -> str:
+def run_name(config: CellConfig, pipeline_label: str | None = None) -> str:
     """The MLflow run name ``dataset/backbone/pipeline-train_method/strategy/s<seed>``, the
-    strategy written as its label (:func:`strategy_label`)."""
+    strategy written as its label (:func:`strategy_label`) and the pipeline as
+    ``pipeline_label`` when given (a pipeline entry with trigger overrides)."""
+    pipeline = pipeline_label or f"{config.pipeline}-{config.train_method}"
     return (
-        f"{config.dataset}/{config.backbone}/{config.pipeline}-{config.train_method}"
+        f"{config.dataset}/{config.backbone}/{pipeline}"
         f"/{strategy_label(config.strategy, config.strategy_options)}/s{config.seed}"
     )
 
@@ -522,7 +551,9 @@ def _check_section_consistency(check: _Checker, section: object, key: str) -> No
 # --------------------------------------------------------------------------------------------
 
 
-def _read_section(check: _Checker, value: Any, key: str, cls: type) -> Any:
+def _read_section(
+    check: _Checker, value: Any, key: str, cls: type, *, consistency: bool = True
+) -> Any:
     """Build the dataclass ``cls`` from the mapping at ``key``: allowed keys, types and
     defaults are the dataclass's fields; ``_FIELD_RULES`` adds range checks. An absent or null
     section means all defaults."""
@@ -548,7 +579,8 @@ def _read_section(check: _Checker, value: Any, key: str, cls: type) -> Any:
             continue
         values[name] = item
     section = cls(**values)
-    _check_section_consistency(check, section, key)
+    if consistency:
+        _check_section_consistency(check, section, key)
     return section
 
 
@@ -617,12 +649,15 @@ def _read_strategy(check: _Checker, item: Any, key: str) -> StrategySpec:
     return StrategySpec(name, _json_ready(checked))
 
 
-def _read_pipelines(check: _Checker, value: Any, key: str) -> list[PipelineSpec]:
+def _read_pipelines(
+    check: _Checker, value: Any, key: str, strategies: list[StrategySpec]
+) -> list[PipelineSpec]:
     entries: list[PipelineSpec] = []
+    labels = [strategy.label for strategy in strategies]
     items = check.non_empty_list(value, key, "a non-empty list of {pipeline, train_method}")
     for i, item in enumerate(items):
         item_key = f"{key}[{i}]"
-        if not check.mapping(item, item_key, ("pipeline", "train_method")):
+        if not check.mapping(item, item_key, ("pipeline", "train_method", "trigger", "strategies")):
             continue
         pipeline = check.choice(
             item.get("pipeline", _ABSENT),
@@ -639,14 +674,45 @@ def _read_pipelines(check: _Checker, value: Any, key: str) -> list[PipelineSpec]
             GRID_PIPELINES[pipeline],
             note=f" (for pipeline {pipeline!r})",
         )
-        if method is _INVALID:
+        overrides = _read_trigger_overrides(check, item, item_key, pipeline)
+        restricted = _read_restriction(check, item.get("strategies"), item_key, labels)
+        if _INVALID in (method, overrides, restricted):
             continue
-        entry = PipelineSpec(pipeline, method)
-        if entry in entries:
+        entry = PipelineSpec(pipeline, method, overrides, restricted)
+        if any(other.label == entry.label for other in entries):
             check.bad(item_key, item, "distinct pipeline entries (this one is listed twice)")
         else:
             entries.append(entry)
     return entries
+
+
+def _read_trigger_overrides(check: _Checker, item: dict, item_key: str, pipeline: str) -> Any:
+    """The trigger fields a pipeline entry overrides (checked as the ``trigger`` section)."""
+    if "trigger" not in item:
+        return {}
+    key = f"{item_key}.trigger"
+    value = item["trigger"]
+    if pipeline != "asvp":
+        check.bad(key, value, "no trigger for this pipeline (only asvp has a feature update)")
+        return _INVALID
+    errors_before = len(check.errors)
+    section = _read_section(check, value, key, TriggerConfig, consistency=False)
+    if len(check.errors) > errors_before or not isinstance(value, dict):
+        return _INVALID
+    return {name: getattr(section, name) for name in value}
+
+
+def _read_restriction(
+    check: _Checker, value: Any, item_key: str, labels: list[str]
+) -> tuple[str, ...] | None:
+    """The strategy labels a pipeline entry is restricted to (None: all)."""
+    if value is None:
+        return None
+    key = f"{item_key}.strategies"
+    chosen = [label for label in labels if label != RANDOM]
+    items = check.non_empty_list(value, key, "a non-empty list of the grid's strategy labels")
+    picked = [check.choice(label, f"{key}[{i}]", chosen) for i, label in enumerate(items)]
+    return _INVALID if not items or _INVALID in picked else tuple(picked)
 
 
 def _read_datasets(check: _Checker, value: Any, key: str, check_data: bool) -> list[DatasetSpec]:

@@ -25,7 +25,7 @@ from asvp.metrics import (
     mean_std,
     sample_saving_ratio,
 )
-from benchmark.grid import Cell, Grid, strategy_label
+from benchmark.grid import Cell, Grid
 from benchmark.tracking import STATE_FINISHED, find_cell_run, run_state
 
 DEFINITIONS_NOTE = (
@@ -81,8 +81,7 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
 
 def _row_label(cell: Cell) -> tuple[str, str, str]:
     config = cell.config
-    strategy = strategy_label(config.strategy, config.strategy_options)
-    return config.dataset, f"{config.pipeline}-{config.train_method}", strategy
+    return config.dataset, cell.pipeline_label, cell.strategy_label
 
 
 def _fmt(mean: float, std: float, count: int, total: int, digits: int, prefix: str = "") -> str:

@@ -675,3 +675,71 @@ def test_resolve_tracking_uri_precedence(tmp_path, monkeypatch):
     assert resolve_tracking_uri(grid, "http://cli:5000") == "http://cli:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert resolve_tracking_uri(load_grid(write(tmp_path, DEMO, "b.yaml")), None) is None
+
+
+def test_pipeline_entries_override_trigger_and_restrict_strategies(tmp_path):
+    data = demo_data()
+    data["pipelines"] = [
+        {"pipeline": "svpp", "train_method": "lpft"},
+        {"pipeline": "asvp", "train_method": "auto"},
+        {
+            "pipeline": "asvp",
+            "train_method": "auto",
+            "trigger": {"rule": "schedule", "at_labels": [40]},
+            "strategies": ["margin"],
+        },
+    ]
+    cells = [c for c in expand_cells(load_grid(write_data(tmp_path, data))) if c.config.seed == 0]
+    labels = [(c.pipeline_label, c.strategy_label) for c in cells]
+    assert labels == [
+        ("random-ft", "random"),
+        ("svpp-lpft", "margin"),
+        ("svpp-lpft", "entropy"),
+        ("asvp-auto", "margin"),
+        ("asvp-auto", "entropy"),
+        ('asvp-auto[at_labels=[40],rule="schedule"]', "margin"),
+    ]
+    scheduled = cells[-1]
+    assert scheduled.config.trigger.rule == "schedule"
+    assert scheduled.config.trigger.at_labels == (40,)
+    assert scheduled.config.trigger.max_updates == 1  # the grid's trigger section, merged
+    assert cells[3].config.trigger.rule == "logme"
+    assert "/asvp-auto[at_labels=[40]" in scheduled.run_name
+    assert len({c.run_name for c in cells}) == len({c.run_key for c in cells}) == len(cells)
+
+
+@pytest.mark.parametrize(
+    "entry, key, words",
+    [
+        (
+            {"pipeline": "svpp", "train_method": "ft", "trigger": {"rule": "every"}},
+            "pipelines[1].trigger",
+            "only asvp",
+        ),
+        (
+            {"pipeline": "asvp", "train_method": "auto", "trigger": {"rule": "sometimes"}},
+            "pipelines[1].trigger.rule",
+            "'sometimes'",
+        ),
+        (
+            {"pipeline": "asvp", "train_method": "auto", "trigger": {"rule": "schedule"}},
+            "pipelines[1].trigger.at_labels",
+            "non-empty list of label counts",
+        ),
+        (
+            {"pipeline": "asvp", "train_method": "auto", "strategies": ["badge"]},
+            "pipelines[1].strategies[0]",
+            "'badge'",
+        ),
+        (
+            {"pipeline": "asvp", "train_method": "auto", "strategies": []},
+            "pipelines[1].strategies",
+            "non-empty list",
+        ),
+    ],
+)
+def test_bad_pipeline_entries(tmp_path, entry, key, words):
+    data = demo_data()
+    data["pipelines"] = [{"pipeline": "svpp", "train_method": "lpft"}, entry]
+    line = error_line(load_error(write_data(tmp_path, data)), key)
+    assert words in line

@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
-    from benchmark.report import read_curves, table2, write_report
+    from benchmark.report import discrepancy_table, read_curves, table2, write_report
 
     grid = _load(args.grid)
     _apply_tracking(grid, args.tracking_uri)
@@ -88,9 +88,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if len(curves) < len(cells):
         print(f"note: {len(cells) - len(curves)} of {len(cells)} cells have no finished run yet")
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
-    markdown = write_report(grid, table2(grid, curves), out_dir)
+    discrepancy = discrepancy_table(curves)
+    markdown = write_report(grid, table2(grid, curves), out_dir, discrepancy)
     print(markdown)
-    print(f"written: {out_dir / 'table2.csv'}, {out_dir / 'table2.md'}")
+    written = sorted(str(path) for path in out_dir.glob("*.*") if path.suffix in (".csv", ".md"))
+    print(f"written: {', '.join(written)}")
     return 0
 
 

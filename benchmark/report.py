@@ -10,6 +10,7 @@ not public); the table says so and prints the prices used.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from asvp.costs import cumulative_sampling_hours, total_cost
+from asvp.discrepancy import SelectionDiscrepancy
 from asvp.metrics import (
     accuracy_at,
     area_under_budget_curve,
@@ -32,7 +34,18 @@ DEFINITIONS_NOTE = (
     "Definitions are asvp-bench's own (the paper's formulas are not public): SSR = 1 - n/B, "
     "n = labels at which the curve first reaches the seed-mean random accuracy at B "
     "(piecewise-linear); total cost = n x label price x reviews + sampling device-hours up to n "
-    "x device-hour price; evaluation-only fine-tuning is excluded and shown apart."
+    "x device-hour price; evaluation-only fine-tuning (all budgets) is excluded and shown apart."
+)
+
+
+DISCREPANCY_FIELDS = tuple(f.name for f in dataclasses.fields(SelectionDiscrepancy))
+
+
+DISCREPANCY_NOTE = (
+    "Seed means. At each budget where the proxy selected, the model just fine-tuned on the same "
+    "labelled set selected with the same strategy and random stream: both = picked by both, "
+    "proxy_only / model_only = by one of them; *_proxy_correct = how many of those the proxy "
+    "classifies correctly; overlap = both / batch size (the paper's Figures 4-5).\n"
 )
 
 
@@ -47,6 +60,7 @@ class CellCurve:
     evaluation_seconds: np.ndarray
     device: str
     updates_at: str
+    discrepancy: dict[str, dict[int, float]]  # metric name -> labels -> value (proxy cells)
 
 
 def _last_per_step(client: MlflowClient, run_id: str, metric: str) -> dict[int, float]:
@@ -65,6 +79,11 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
         sampling = _last_per_step(client, run.info.run_id, "sampling_seconds")
         evaluation = _last_per_step(client, run.info.run_id, "evaluation_seconds")
         budgets = np.array(cell.config.budgets)
+        discrepancy = {
+            name: _last_per_step(client, run.info.run_id, f"discrepancy_{name}")
+            for name in DISCREPANCY_FIELDS
+            if f"discrepancy_{name}" in run.data.metrics
+        }
         curves.append(
             CellCurve(
                 cell=cell,
@@ -74,6 +93,7 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
                 evaluation_seconds=np.array([evaluation[b] for b in budgets]),
                 device=run.data.tags.get("device", "cpu"),
                 updates_at=run.data.tags.get("feature_updates_at", ""),
+                discrepancy=discrepancy,
             )
         )
     return curves
@@ -140,7 +160,7 @@ def table2(grid: Grid, curves: list[CellCurve]) -> ReportTable:
         for curve in sorted(mine, key=lambda c: (c.cell.config.pipeline != "random",)):
             groups.setdefault(_row_label(curve.cell), []).append(curve)
         for (dataset_name, pipeline, strategy), members in groups.items():
-            ssr, cost, saving, aubc, hours, eval_hours = [], [], [], [], [], []
+            ssr, cost, saving, aubc, hours, eval_hours, eval_cost = [], [], [], [], [], [], []
             for c in members:
                 cumulative = cumulative_sampling_hours(c.sampling_seconds)
                 n = budget_to_reach(c.budgets, c.acc, target)
@@ -155,6 +175,7 @@ def table2(grid: Grid, curves: list[CellCurve]) -> ReportTable:
                 aubc.append(area_under_budget_curve(c.budgets, c.acc))
                 hours.append(float(cumulative[-1]))
                 eval_hours.append(float(np.sum(c.evaluation_seconds)) / 3600.0)
+                eval_cost.append(eval_hours[-1] * price)
             total = len(members)
             rows.append(
                 {
@@ -169,6 +190,7 @@ def table2(grid: Grid, curves: list[CellCurve]) -> ReportTable:
                     "final acc": _fmt(*mean_std([c.acc[-1] for c in members]), total, 3),
                     "sampling h": _fmt(*mean_std(hours), total, 4),
                     "eval-only h": _fmt(*mean_std(eval_hours), total, 4),
+                    "eval-only cost (USD)": _fmt(*mean_std(eval_cost), total, 2, "$"),
                     "feature updates at": "; ".join(sorted({c.updates_at for c in members}))
                     if pipeline.startswith("asvp")
                     else "",
@@ -178,6 +200,29 @@ def table2(grid: Grid, curves: list[CellCurve]) -> ReportTable:
             f"{dataset}: random seed-mean accuracy at B={int(reference)} is {target:.3f}"
         )
     return ReportTable(pd.DataFrame(rows), references)
+
+
+def discrepancy_table(curves: list[CellCurve]) -> pd.DataFrame:
+    """The selection-discrepancy regions (the paper's Figures 4-5) per proxy cell and budget.
+
+    One row per dataset x pipeline x strategy x labels at which the proxy selected: the
+    seed-mean of each region's count (``both``, ``proxy_only``, ``model_only`` and how many of
+    each the proxy classifies correctly) and of the overlap fraction.
+    """
+    rows = []
+    groups: dict[tuple[str, str, str], list[CellCurve]] = {}
+    for curve in curves:
+        if curve.discrepancy:
+            groups.setdefault(_row_label(curve.cell), []).append(curve)
+    for (dataset, pipeline, strategy), members in groups.items():
+        steps = sorted(set.intersection(*(set(c.discrepancy["both"]) for c in members)))
+        for labels in steps:
+            row = {"dataset": dataset, "pipeline": pipeline, "strategy": strategy}
+            row |= {"labels": labels, "seeds": len(members)}
+            for name in DISCREPANCY_FIELDS:
+                row[name] = round(float(np.mean([c.discrepancy[name][labels] for c in members])), 3)
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def caption(grid: Grid, references: list[str]) -> str:
@@ -191,13 +236,19 @@ def caption(grid: Grid, references: list[str]) -> str:
     )
 
 
-def write_report(grid: Grid, table: ReportTable, out_dir: Path) -> str:
-    """Write ``table2.csv`` and ``table2.md`` into ``out_dir``; return the Markdown."""
+def write_report(
+    grid: Grid, table: ReportTable, out_dir: Path, discrepancy: pd.DataFrame | None = None
+) -> str:
+    """Write ``table2.csv`` and ``table2.md`` (and, when given and not empty,
+    ``discrepancy.csv`` and ``discrepancy.md``) into ``out_dir``; return the Table 2 Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.rows.fillna("")
     shown.to_csv(out_dir / "table2.csv", index=False)
     markdown = _markdown(shown) + "\n\n" + caption(grid, table.references) + "\n"
     (out_dir / "table2.md").write_text(markdown)
+    if discrepancy is not None and not discrepancy.empty:
+        discrepancy.to_csv(out_dir / "discrepancy.csv", index=False)
+        (out_dir / "discrepancy.md").write_text(_markdown(discrepancy) + "\n\n" + DISCREPANCY_NOTE)
     return markdown
 
 

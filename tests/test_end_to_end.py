@@ -6,6 +6,7 @@ executor.
 """
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -97,6 +98,24 @@ def test_report_writes_the_table_from_the_runs(finished_grid, tmp_path, capsys):
         assert row in table and row in printed
     assert "$0.1 per label x 2 review(s)" in (tmp_path / "table2.md").read_text()
     assert "asvp-bench's own" in printed
+    regions = pd.read_csv(tmp_path / "discrepancy.csv")
+    assert sorted(set(regions["pipeline"])) == ["asvp-auto", "svpp-lpft"]
+    assert sorted(set(regions["labels"])) == [10, 20]
+    assert ((regions["both"] + regions["proxy_only"]) == 10).all()
+    assert ((regions["both"] + regions["model_only"]) == 10).all()
+
+
+def test_proxy_cells_log_what_the_fine_tuned_model_would_select(finished_grid):
+    runs = _runs(finished_grid[1])
+    (svpp_id,) = runs.loc[runs["tags.pipeline"] == "svpp", "run_id"]
+    first_round = mlflow.artifacts.load_dict(f"runs:/{svpp_id}/rounds/round_000.json")
+    assert len(first_round["model_selected"]) == 10
+    both = len(set(first_round["model_selected"]) & set(first_round["selected"]))
+    assert first_round["discrepancy"]["both"] == both
+    history = MlflowClient().get_metric_history(svpp_id, "discrepancy_overlap")
+    overlap = {m.step: m.value for m in history}
+    assert set(overlap) == {10, 20}
+    assert overlap[10] == pytest.approx(both / 10)
 
 
 def test_a_misspelt_key_stops_before_anything_runs(tmp_path, capsys):

@@ -93,7 +93,7 @@ from asvp.models.backbones import available_backbones
 from asvp.pipelines import PIPELINE_TRAIN_METHODS
 from asvp.strategies import available_strategies, check_strategy_options
 from asvp.training import TRAIN_METHODS
-from asvp.trigger import TRIGGER_RULES
+from asvp.trigger import TRIGGER_RULES, check_ped_settings
 
 __all__ = [
     "EXECUTOR_KINDS",
@@ -537,7 +537,12 @@ _FIELD_RULES: dict[type, dict[str, _Rule]] = {
 
 
 def _check_section_consistency(check: _Checker, section: object, key: str) -> None:
-    """Checks that involve more than one field of a section."""
+    """Checks that involve more than one field of a section, or a field's own validator."""
+    if isinstance(section, TriggerConfig):
+        try:
+            check_ped_settings(section.ped)
+        except ValueError as error:
+            check.error(f"{key}.ped", str(error))
     if isinstance(section, TriggerConfig) and section.rule == "schedule" and not section.at_labels:
         check.bad(
             f"{key}.at_labels",

@@ -743,3 +743,16 @@ def test_bad_pipeline_entries(tmp_path, entry, key, words):
     data["pipelines"] = [{"pipeline": "svpp", "train_method": "lpft"}, entry]
     line = error_line(load_error(write_data(tmp_path, data)), key)
     assert words in line
+
+
+def test_ped_settings_are_checked(tmp_path):
+    data = demo_data()
+    data["trigger"] = {"rule": "ped", "ped": {"nsigma": 0.3, "time_step": 0.2}}
+    grid = load_grid(write_data(tmp_path, data))
+    assert grid.trigger.ped == {"nsigma": 0.3, "time_step": 0.2}
+    data["trigger"]["ped"] = {"n_sigma": 0.3}
+    line = error_line(load_error(write_data(tmp_path, data)), "trigger.ped")
+    assert "'n_sigma'" in line and "nsigma" in line
+    data["trigger"]["ped"] = {"time_step": -1.0}
+    line = error_line(load_error(write_data(tmp_path, data)), "trigger.ped")
+    assert "time_step" in line and "-1.0" in line

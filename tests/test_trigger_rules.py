@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from asvp.config import TriggerConfig
-from asvp.trigger import SUBSAMPLE_REPEATS, FeatureUpdateRule, logme
+from asvp.trigger import (
+    PED_DEFAULTS,
+    SUBSAMPLE_REPEATS,
+    TRIGGER_RULES,
+    FeatureUpdateRule,
+    check_ped_settings,
+    logme,
+    ped,
+)
 
 
 def _decide_all(rule, budgets):
@@ -77,3 +85,132 @@ def test_absolute_threshold():
     rule = FeatureUpdateRule(TriggerConfig(rule="logme", fraction=0.5, threshold=10.0))
     features, labels = _separable(20, np.random.default_rng(0), 0.5)
     assert rule.decide(20, False, features, labels).update
+
+
+# -- the ped rule: the logme rule's logic with PED as the indicator ----------------------------
+
+
+def test_only_the_indicator_rules_read_a_value():
+    assert "ped" in TRIGGER_RULES and "logme" in TRIGGER_RULES
+    for rule in TRIGGER_RULES:
+        expected = rule in ("logme", "ped")
+        assert FeatureUpdateRule(TriggerConfig(rule=rule)).needs_value() is expected
+
+
+def test_ped_rule_updates_when_the_size_matched_value_drops_and_restarts_reference():
+    rng = np.random.default_rng(0)
+    rule = FeatureUpdateRule(TriggerConfig(rule="ped", fraction=0.9), seed=1)
+    good, y_good = _separable(20, rng, 0.5)
+    first = rule.decide(20, False, good, y_good)
+    assert not first.update and first.value == pytest.approx(ped(good, y_good))
+    assert first.value != pytest.approx(logme(good, y_good))  # PED, not LogME
+    assert first.reference == first.value
+    bad, y_bad = _separable(40, rng, 6.0)
+    features = np.vstack([good, bad])
+    second = rule.decide(40, False, features, np.concatenate([y_good, y_bad]))
+    assert second.update and second.reason == "indicator: update"
+    assert second.reference == first.value and second.value < 0.9 * first.value
+    third = rule.decide(60, False, *_separable(60, rng, 6.0))
+    assert third.reference == third.value  # reference restarted on the new features
+
+
+def test_ped_rule_value_is_the_mean_over_size_matched_subsets_with_its_settings():
+    rng = np.random.default_rng(0)
+    settings = {"nsigma": 1.5, "time_step": 0.3}
+    rule = FeatureUpdateRule(TriggerConfig(rule="ped", ped=settings), seed=5)
+    rule.decide(10, False, *_separable(10, rng, 1.0))
+    features, labels = _separable(30, rng, 1.0)
+    value = rule.decide(30, False, features, labels).value
+    replay = np.random.default_rng(5)
+    expected = []
+    for _ in range(SUBSAMPLE_REPEATS):
+        rows = replay.choice(30, size=10, replace=False)
+        expected.append(ped(features[rows], labels[rows], **settings))
+    assert value == pytest.approx(np.mean(expected))
+    assert value != pytest.approx(  # the settings are used
+        np.mean([ped(features[r], labels[r]) for r in _replay_rows(5, 30, 10)])
+    )
+
+
+def _replay_rows(seed, n, size):
+    replay = np.random.default_rng(seed)
+    return [replay.choice(n, size=size, replace=False) for _ in range(SUBSAMPLE_REPEATS)]
+
+
+def test_ped_rule_respects_max_updates_and_the_last_budget():
+    rng = np.random.default_rng(0)
+    good, y_good = _separable(20, rng, 0.5)
+    bad, y_bad = _separable(20, rng, 6.0)
+
+    def drop(rule, labels_used, is_last):
+        rule.decide(labels_used, False, good, y_good)  # reference on good features
+        return rule.decide(labels_used + 20, is_last, bad, y_bad)
+
+    rule = FeatureUpdateRule(TriggerConfig(rule="ped", max_updates=1))
+    assert drop(rule, 20, False).update
+    capped = drop(rule, 60, False)
+    assert not capped.update and capped.reason == "max_updates reached"
+    last = drop(FeatureUpdateRule(TriggerConfig(rule="ped")), 20, True)
+    assert not last.update and last.reason == "last budget: nothing to select"
+
+
+def test_ped_rule_absolute_threshold_and_missing_features():
+    features, labels = _separable(20, np.random.default_rng(0), 0.5)
+    rule = FeatureUpdateRule(TriggerConfig(rule="ped", fraction=0.5, threshold=10.0))
+    assert rule.decide(20, False, features, labels).update
+    with pytest.raises(ValueError, match="the ped rule needs the labelled set's features"):
+        FeatureUpdateRule(TriggerConfig(rule="ped")).decide(20, False, None, labels)
+
+
+def test_ped_rule_checks_its_settings_when_built():
+    with pytest.raises(ValueError, match="time_step = -0.1"):
+        FeatureUpdateRule(TriggerConfig(rule="ped", ped={"time_step": -0.1}))
+    with pytest.raises(ValueError, match="unknown PED setting 'steps'"):
+        FeatureUpdateRule(TriggerConfig(rule="ped", ped={"steps": 3}))
+
+
+# -- check_ped_settings ------------------------------------------------------------------------
+
+
+def test_check_ped_settings_returns_the_given_settings_as_numbers():
+    assert check_ped_settings({}) == {}
+    checked = check_ped_settings({"nsigma": 1, "num_step": 4.0, "exit_ratio": 0, "eps": 1e-4})
+    assert checked == {"nsigma": 1.0, "num_step": 4, "exit_ratio": 0.0, "eps": 1e-4}
+    assert type(checked["nsigma"]) is float and type(checked["num_step"]) is int
+    assert check_ped_settings(PED_DEFAULTS) == PED_DEFAULTS
+    assert check_ped_settings({"constant": np.float32(2.0)}) == {"constant": 2.0}
+
+
+def test_check_ped_settings_names_the_allowed_settings_and_their_defaults():
+    with pytest.raises(ValueError) as error:
+        check_ped_settings({"time step": 0.1})
+    message = str(error.value)
+    assert "'time step'" in message and "0.1" in message
+    for name, default in PED_DEFAULTS.items():
+        assert f"{name} (default {default})" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("nsigma", 0, "a positive number (default 0.6)"),
+        ("time_step", -0.5, "a positive number (default 0.1)"),
+        ("exit_ratio", 1.5, "a number in [0, 1) (default 0.5)"),
+        ("exit_ratio", -0.1, "a number in [0, 1) (default 0.5)"),
+        ("num_step", 0, "a positive integer (default 6)"),
+        ("num_step", 1.5, "a positive integer (default 6)"),
+        ("constant", float("inf"), "a positive number (default 1.0)"),
+        ("eps", None, "a positive number (default 0.001)"),
+        ("nsigma", "0.6", "a positive number (default 0.6)"),
+        ("num_step", False, "a positive integer (default 6)"),
+    ],
+)
+def test_check_ped_settings_rejects_bad_values(key, value, expected):
+    with pytest.raises(ValueError) as error:
+        check_ped_settings({key: value})
+    assert str(error.value) == f"PED setting {key} = {value!r}: expected {expected}"
+
+
+def test_check_ped_settings_rejects_a_non_mapping():
+    with pytest.raises(ValueError, match="must be a mapping"):
+        check_ped_settings([("nsigma", 0.6)])  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import pytest
 
 from asvp.features import FeatureStore
 from asvp.pipelines import run_cell
+from asvp.strategies import available_strategies, strategy_inputs
 
 
 @pytest.fixture
@@ -102,3 +103,24 @@ def test_discrepancy_analysis_can_be_switched_off_without_changing_selections(ti
     off = run_cell(dataclasses.replace(tiny_cell("svpp"), discrepancy_analysis=False), store)
     assert off.labeled_order == on.labeled_order
     assert all(r.discrepancy is None and "analysis" not in r.seconds for r in off.rounds)
+
+
+@pytest.mark.parametrize("strategy", sorted(set(available_strategies()) - {"random"}))
+def test_every_strategy_runs_in_a_proxy_cell(tiny_cell, store, strategy):
+    config = dataclasses.replace(tiny_cell("svpp", strategy=strategy), budgets=(10, 20))
+    result = run_cell(config, store)
+    assert len(result.labeled_order) == len(set(result.labeled_order)) == 20
+    reads_model = bool(strategy_inputs(strategy) & {"probs", "embeddings"})
+    first = result.rounds[0]
+    assert ("proxy_train" in first.seconds) == reads_model
+    assert (first.discrepancy is not None) == reads_model
+
+
+def test_standard_cell_with_a_feature_strategy_charges_extraction_not_fine_tuning(tiny_cell, store):
+    record = run_cell(tiny_cell("standard", strategy="coreset_self"), store).rounds[0]
+    assert record.seconds["extract_features"] > 0
+    assert record.evaluation_seconds >= record.seconds["finetune"]
+    assert "pool_score" not in record.seconds
+    model = run_cell(tiny_cell("standard", strategy="coreset"), store).rounds[0]
+    assert model.sampling_seconds >= model.seconds["finetune"] + model.seconds["pool_score"]
+    assert "extract_features" not in model.seconds

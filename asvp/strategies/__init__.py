@@ -5,8 +5,15 @@ indices, and are looked up by name; :func:`select` runs one with the contract ch
 ``DESIGN.md``. Importing this package registers the built-in strategies.
 """
 
-from . import random as _random  # noqa: F401  (registers "random")
-from . import uncertainty as _uncertainty  # noqa: F401  (registers the uncertainty strategies)
+# Importing a strategy module registers its strategies.
+from . import activeft as _activeft  # noqa: F401  (activeft_self, activeft_al)
+from . import badge as _badge  # noqa: F401  (badge)
+from . import kcenter as _kcenter  # noqa: F401  (coreset, coreset_self)
+from . import probcover as _probcover  # noqa: F401  (probcover)
+from . import random as _random  # noqa: F401  (random)
+from . import typiclust as _typiclust  # noqa: F401  (typiclust)
+from . import uncertainty as _uncertainty  # noqa: F401  (margin, least_confidence, entropy)
+from .kcenter import k_center_greedy
 from .registry import (
     STRATEGY_INPUTS,
     Representation,
@@ -33,6 +40,7 @@ __all__ = [
     "available_strategies",
     "check_strategy_options",
     "get_strategy",
+    "k_center_greedy",
     "register_strategy",
     "select",
     "strategy_inputs",

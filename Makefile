@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest -q
+
+# Selection time and peak memory per strategy (20k and 200k pools); writes docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.selection
 
 clean:
 	rm -rf results/demo .asvp mlflow.db mlruns

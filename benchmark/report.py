@@ -190,7 +190,7 @@ def table2(grid: Grid, curves: list[CellCurve]) -> ReportTable:
                     "final acc": _fmt(*mean_std([c.acc[-1] for c in members]), total, 3),
                     "sampling h": _fmt(*mean_std(hours), total, 4),
                     "eval-only h": _fmt(*mean_std(eval_hours), total, 4),
-                    "eval-only cost (USD)": _fmt(*mean_std(eval_cost), total, 2, "$"),
+                    "eval-only cost (USD)": _fmt(*mean_std(eval_cost), total, 4, "$"),
                     "feature updates at": "; ".join(sorted({c.updates_at for c in members}))
                     if pipeline.startswith("asvp")
                     else "",

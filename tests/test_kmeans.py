@@ -49,18 +49,19 @@ def test_labels_are_nearest_centres_and_inertia_is_exact():
     assert result.n_iter <= 3
 
 
-def test_kmeans_plus_plus_seeding_matches_plain_greedy_d2_sampling():
+@pytest.mark.parametrize("init_trials", [None, 1, 5])
+def test_kmeans_plus_plus_seeding_matches_plain_greedy_d2_sampling(init_trials):
     """max_iter=0 returns the seeding: greedy k-means++ drawn from the given rng, i.e. the
-    best (lowest potential) of 2 + int(ln k) D^2 draws per centre."""
+    best (lowest potential) of 2 + int(ln k) D^2 draws per centre (1 draw: plain k-means++)."""
     rng_data = np.random.default_rng(5)
     x = rng_data.normal(size=(50, 3))
-    result = kmeans(x, 6, rng=np.random.default_rng(9), max_iter=0)
+    result = kmeans(x, 6, rng=np.random.default_rng(9), max_iter=0, init_trials=init_trials)
 
     def d2(a, b):
         return float(((a - b) ** 2).sum())
 
     rng = np.random.default_rng(9)
-    trials = 2 + int(math.log(6))
+    trials = 2 + int(math.log(6)) if init_trials is None else init_trials
     chosen = [int(rng.integers(50))]
     closest = [d2(row, x[chosen[0]]) for row in x]
     for _ in range(5):
@@ -94,12 +95,14 @@ def test_reproducible_for_a_seed_and_seed_dependent():
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
-def test_chunk_size_does_not_change_the_result(chunk):
+@pytest.mark.parametrize(("dtype", "atol"), [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_chunk_size_does_not_change_the_result(chunk, dtype, atol):
     x, _ = _blobs(n_per=40, k=5, spread=4.0, seed=6)
+    x = x.astype(dtype)
     ref = kmeans(x, 5, rng=np.random.default_rng(0), max_iter=20)
     got = kmeans(x, 5, rng=np.random.default_rng(0), max_iter=20, chunk_rows=chunk)
     assert torch.equal(ref.labels, got.labels)
-    torch.testing.assert_close(ref.centers, got.centers, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ref.centers, got.centers, rtol=0, atol=atol)
 
 
 def test_init_sample_is_reproducible_and_seeds_from_the_sample():
@@ -142,6 +145,8 @@ def test_argument_validation():
         kmeans(x, 2, rng=rng, init="kmeans++")
     with pytest.raises(ValueError, match="init_sample"):
         kmeans(x, 3, rng=rng, init_sample=2)
+    with pytest.raises(ValueError, match="init_trials"):
+        kmeans(x, 3, rng=rng, init_trials=0)
     with pytest.raises(ValueError, match="rng"):
         kmeans(x, 2, rng=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2-D"):

@@ -53,13 +53,14 @@ Differences from the official code, on purpose:
   (O(K^2)): here a streaming top-``t`` per centroid with an exact fallback;
 * randomness came from Python's unseeded ``random``: here only ``request.rng``.
 
-Cost: ``iterations x batch_size x K x D`` multiply-adds for the nearest-centroid search (no
-backward pass through it: the gradient only flows through each row's nearest centroid, so it is
-a scatter of ``batch`` rows, never a ``batch x K`` gradient), plus ``2 K x budget x D`` per
-iteration for the repulsion of the learnt centroids and ``budget x n x D`` once for the
-assignment. Memory: the input rows (numpy float32 is used without a copy; rows are normalised
-on the fly through their inverse norms), ``chunk_rows x (K + 2 D)`` per block and a few
-``K x D`` centroid-sized buffers.
+Cost: the fixed centroids never move, so each row's best similarity to them is computed once
+(``(n + |L|) x |L| x D`` multiply-adds); each iteration then costs ``batch_size x budget x D``
+for the nearest-centroid search (no backward pass through it: the gradient only flows through
+each row's nearest centroid, so it is a scatter of ``batch`` rows, never a ``batch x K``
+gradient) and ``2 K x budget x D`` for the repulsion; the assignment costs ``budget x n x D``
+once. Memory: the input rows (numpy float32 is used without a copy; rows are normalised on the
+fly through their inverse norms), ``chunk_rows x (budget + 2 D)`` per block, ``n + |L|``
+similarities and a few ``K x D`` centroid-sized buffers.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def activeft_centroids(
     inv_t = 1.0 / float(temperature)
     log_balance = math.log(balance) if balance > 0 else -math.inf
     whole_batch = int(batch_size) >= total
+    fixed_best = _best_fixed_similarity(pool_x, lab_x, fixed, chunk) if iterations else None
 
     for _ in range(int(iterations)):
         if whole_batch:
@@ -174,7 +176,16 @@ def activeft_centroids(
         else:
             batch = np.sort(rng.choice(total, size=int(batch_size), replace=False))
         grad_new = _loss_gradient(
-            pool_x, lab_x, inv_norm, fixed, learnt.detach(), batch, inv_t, log_balance, chunk
+            pool_x,
+            lab_x,
+            inv_norm,
+            fixed,
+            fixed_best,
+            learnt.detach(),
+            batch,
+            inv_t,
+            log_balance,
+            chunk,
         )
         optimizer.zero_grad(set_to_none=True)
         F.normalize(learnt, dim=1, eps=_EPS).backward(grad_new)  # through the normalisation
@@ -184,11 +195,32 @@ def activeft_centroids(
         return F.normalize(learnt.detach(), dim=1, eps=_EPS).to(device=device, dtype=dtype)
 
 
+def _best_fixed_similarity(
+    pool_x: torch.Tensor, lab_x: torch.Tensor, fixed: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    """For every row (pool, then labelled), ``max_j row . fixed_j`` (unnormalised rows).
+
+    The fixed centroids never move, so this half of the nearest-centroid search is done once
+    instead of at every iteration (``-inf`` when there is no labelled row).
+    """
+    n, m = pool_x.shape[0], lab_x.shape[0]
+    best = torch.full((n + m,), -math.inf, dtype=pool_x.dtype, device=pool_x.device)
+    if m == 0:
+        return best
+    with torch.no_grad():
+        for offset, rows in ((0, pool_x), (n, lab_x)):
+            for s in range(0, rows.shape[0], chunk):
+                block = rows[s : s + chunk]
+                best[offset + s : offset + s + block.shape[0]] = (block @ fixed.T).amax(dim=1)
+    return best
+
+
 def _loss_gradient(
     pool_x: torch.Tensor,
     lab_x: torch.Tensor,
     inv_norm: torch.Tensor,
     fixed: torch.Tensor,
+    fixed_best: torch.Tensor,
     learnt: torch.Tensor,
     batch: np.ndarray,
     inv_t: float,
@@ -202,11 +234,13 @@ def _loss_gradient(
     so ``dL/ds_i = -w_i`` and ``dL/da_i = +w_i`` with ``w_i = sigmoid(a_i - s_i) / B``;
     ``ds_i/dc_k = f_i / temperature`` and ``d log R_k/dc_k = sum_j softmax_j(c_j . c_k / t) c_j
     / t`` (the first factor is detached, as in the official code). Rows whose nearest centroid
-    is a fixed (labelled) one contribute nothing (both of their terms are constants), so the
-    repulsion of the fixed centroids is never computed. Written out instead of autograd: no
-    ``batch x K`` gradient and no ``batch x D`` saved activations, only ``chunk x K`` blocks.
+    is a fixed (labelled) one contribute nothing (both of their terms are constants; the fixed
+    centroids come first, so they win ties), hence the repulsion of the fixed centroids is
+    never computed and their similarities come from ``fixed_best``. Written out instead of
+    autograd: no ``batch x K`` gradient and no saved activations, only ``chunk x budget``
+    blocks.
     """
-    m, budget = fixed.shape[0], learnt.shape[0]
+    budget = learnt.shape[0]
     n = pool_x.shape[0]
     with torch.no_grad():
         new = F.normalize(learnt, dim=1, eps=_EPS)
@@ -218,18 +252,19 @@ def _loss_gradient(
             log_r[s : s + logits.shape[1]] = torch.logsumexp(logits, dim=0)
             weights = torch.softmax(logits, dim=0)
             pull[s : s + logits.shape[1]] = (weights.T @ cents) * inv_t
-        grad = torch.zeros(m + budget, new.shape[1], dtype=new.dtype, device=new.device)
-        grad_log_r = torch.zeros(m + budget, dtype=new.dtype, device=new.device)
-        log_r_all = torch.cat([torch.zeros(m, dtype=new.dtype, device=new.device), log_r])
+        grad = torch.zeros_like(new)
+        grad_log_r = torch.zeros_like(log_r)
         for s in range(0, batch.size, chunk):
-            rows, inv = _gather(pool_x, lab_x, inv_norm, batch[s : s + chunk], n)
-            values, nearest = (rows @ cents.T).max(dim=1)  # ties to the lowest centroid
-            scaled = values * inv * inv_t  # s_i
-            w = torch.sigmoid(log_balance + log_r_all[nearest] - scaled) / batch.size
-            w = w.masked_fill_(nearest < m, 0.0)
+            at = batch[s : s + chunk]
+            rows, inv = _gather(pool_x, lab_x, inv_norm, at, n)
+            values, nearest = (rows @ new.T).max(dim=1)  # ties to the lowest centroid
+            learnt_wins = values > fixed_best[torch.from_numpy(at).to(values.device)]
+            scaled = values * inv * inv_t  # s_i for the rows whose nearest centroid is learnt
+            w = torch.sigmoid(log_balance + log_r[nearest] - scaled) / batch.size
+            w = w.masked_fill_(~learnt_wins, 0.0)
             scatter_add_rows(grad, nearest, rows * (-w * inv * inv_t).unsqueeze(1))
             scatter_add_rows(grad_log_r, nearest, w)
-        return grad[m:] + grad_log_r[m:].unsqueeze(1) * pull
+        return grad + grad_log_r.unsqueeze(1) * pull
 
 
 def _gather(

@@ -21,9 +21,9 @@ used scikit-learn (``KMeans`` for k <= 50, ``MiniBatchKMeans`` above; the ASVP h
   until the assignment no longer changes, the centres move less than ``tol`` (scikit-learn's
   rule: total squared shift <= ``tol`` x the mean per-feature variance) or ``max_iter`` updates.
 
-Centre sums are accumulated in float64, in row order (:func:`scatter_add_rows`: a serial
-accumulating ``index_put_`` on CPU; a one-hot GEMM on CUDA, where scatters use atomics), so the
-result does not depend on ``chunk_rows`` beyond the rounding of the distance GEMM.
+Centre sums are accumulated per chunk in the input dtype (:func:`scatter_add_rows`: a serial
+accumulating ``index_put_`` on CPU; a one-hot GEMM on CUDA, where scatters use atomics) and
+across chunks in float64, so runs are deterministic and ``chunk_rows`` only changes rounding.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def squared_norms(x: torch.Tensor, *, chunk_rows: int | None = None) -> torch.Te
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for start in range(0, x.shape[0], chunk):
         block = x[start : start + chunk]
-        out[start : start + block.shape[0]] = (block * block).sum(dim=1)
+        out[start : start + block.shape[0]] = torch.linalg.vector_norm(block, dim=1).square_()
     return out
 
 
@@ -162,6 +162,7 @@ def kmeans(
     max_iter: int = 100,
     tol: float = 1e-4,
     init_sample: int | None = None,
+    init_trials: int | None = None,
     chunk_rows: int | None = None,
 ) -> KMeansResult:
     """Cluster the rows of ``x`` into ``k`` clusters with Lloyd's algorithm.
@@ -176,6 +177,8 @@ def kmeans(
         init_sample: seed k-means++ on a uniform random subsample of this many rows (all rows
             when ``None`` or at least ``N``); seeding costs one pass over the sample per centre,
             so large pools seed on a sample, as ``MiniBatchKMeans`` does.
+        init_trials: D^2 draws per k-means++ centre, the best kept (default scikit-learn's
+            ``2 + int(ln k)``; 1 is plain k-means++). Each costs a pass over the sample.
         chunk_rows: rows per distance block (default :data:`CHUNK_ROWS`).
 
     Returns:
@@ -193,6 +196,8 @@ def kmeans(
         raise ValueError(f"tol must be >= 0, got {tol!r}")
     if init_sample is not None and int(init_sample) < k:
         raise ValueError(f"init_sample must be >= k ({k}), got {init_sample!r}")
+    if init_trials is not None and int(init_trials) < 1:
+        raise ValueError(f"init_trials must be >= 1, got {init_trials!r}")
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     k = int(k)
@@ -203,7 +208,8 @@ def kmeans(
             rows = torch.from_numpy(rng.choice(n, size=k, replace=False)).to(x.device)
             centers = x[rows].clone()
         else:
-            centers = _kmeans_plus_plus(x, sq, k, rng, init_sample)
+            trials = 2 + int(math.log(k)) if init_trials is None else int(init_trials)
+            centers = _kmeans_plus_plus(x, sq, k, rng, init_sample, trials)
         labels, min_d2 = _assign(x, sq, centers, chunk)
         tolerance = float(tol) * _mean_variance(x, sq, chunk)
         n_iter, converged = 0, False
@@ -227,15 +233,19 @@ def kmeans(
 
 
 def _kmeans_plus_plus(
-    x: torch.Tensor, sq: torch.Tensor, k: int, rng: np.random.Generator, init_sample: int | None
+    x: torch.Tensor,
+    sq: torch.Tensor,
+    k: int,
+    rng: np.random.Generator,
+    init_sample: int | None,
+    trials: int,
 ) -> torch.Tensor:
     """Greedy k-means++ seeding, on a random subsample when ``init_sample`` < N.
 
     The first centre is a uniform row; each next one is the best (lowest resulting potential,
-    ties to the first drawn) of ``2 + int(ln k)`` candidates drawn by D^2 sampling, as
-    scikit-learn does: plain k-means++ now and then seeds two centres in one well-separated
-    cluster, which Lloyd iterations cannot undo. The candidates' distances are one GEMM per
-    step, so the cost is one pass over the (sub)sample per centre either way.
+    ties to the first drawn) of ``trials`` candidates drawn by D^2 sampling, as scikit-learn
+    does with ``2 + int(ln k)``: plain k-means++ (``trials=1``) now and then seeds two centres
+    in one well-separated cluster, which Lloyd iterations cannot undo.
     """
     n = x.shape[0]
     if init_sample is not None and int(init_sample) < n:
@@ -245,7 +255,6 @@ def _kmeans_plus_plus(
     else:
         xs, sqs = x, sq
     m = xs.shape[0]
-    trials = 2 + int(math.log(k))
     chosen = [int(rng.integers(m))]
     closest = _distances_to(xs, sqs, xs[chosen[0]].unsqueeze(1)).squeeze(1)
     for _ in range(1, k):
@@ -292,14 +301,21 @@ def _assign(
 def _update(
     x: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, chunk: int
 ) -> torch.Tensor:
-    """Means of the clusters (float64 sums in row order); an empty cluster keeps its centre."""
+    """Means of the clusters; an empty cluster keeps its centre.
+
+    Each chunk's rows are summed per cluster in the input dtype (in row order), and the chunk
+    sums are accumulated in float64: float32 rounding only ever spans one chunk's rows of a
+    cluster, and there is no float64 copy of the rows.
+    """
     k, d = centers.shape
     sums = torch.zeros(k, d, dtype=torch.float64, device=x.device)
+    partial = torch.empty(k, d, dtype=x.dtype, device=x.device)
     counts = torch.bincount(labels, minlength=k)
     for start in range(0, x.shape[0], chunk):
         block = x[start : start + chunk]
-        lab = labels[start : start + block.shape[0]]
-        scatter_add_rows(sums, lab, block)
+        partial.zero_()
+        scatter_add_rows(partial, labels[start : start + block.shape[0]], block)
+        sums += partial
     filled = counts > 0
     means = sums / counts.clamp_min(1).unsqueeze(1).double()
     return torch.where(filled.unsqueeze(1), means.to(x.dtype), centers)
@@ -310,6 +326,6 @@ def _mean_variance(x: torch.Tensor, sq: torch.Tensor, chunk: int) -> float:
     n, d = x.shape
     column_sum = torch.zeros(d, dtype=torch.float64, device=x.device)
     for start in range(0, n, chunk):
-        column_sum += x[start : start + chunk].double().sum(dim=0)
+        column_sum += x[start : start + chunk].sum(dim=0)
     mean = column_sum / n
     return max(float(sq.double().sum()) / (n * d) - float((mean * mean).sum()) / d, 0.0)

@@ -25,8 +25,8 @@ request.num_classes``, seeded from ``request.rng``) of the same normalised rows.
 falls as ``delta`` grows, and ``B(x, delta)`` is pure exactly when ``delta`` is at most the
 distance from ``x`` to the nearest row with another pseudo-label (``purity_radius``), so one
 quadratic pass gives the purity of every ``delta``; the candidates are the grid
-:data:`PURITY_DELTAS` = 0.05, 0.10, ..., 2.00 (unit vectors are at most 2 apart; the paper
-reports radii in steps of 0.05). If even 0.05 is too impure, 0.05 is used with a warning.
+:data:`PURITY_DELTAS` = 0.05, 0.10, ..., 2.00 (unit vectors are at most 2 apart). If even
+0.05 is too impure, 0.05 is used with a warning.
 
 The graph and the purity pass are quadratic in the pool (``n^2 D`` multiply-adds) and the
 edge count grows with ``delta`` up to ``n^2``: ProbCover is meant for pools of tens of

@@ -251,6 +251,10 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
 
+#: 1-minute load averages sampled as each child ends (the machine's contention during the run).
+_LOADS: list[float] = []
+
+
 def run_child(args: Sequence[str], timeout: float, threads: int | None = None) -> tuple[str, dict]:
     """Run ``python -m bench.selection ARGS`` in a fresh process.
 
@@ -268,7 +272,9 @@ def run_child(args: Sequence[str], timeout: float, threads: int | None = None) -
             command, capture_output=True, text=True, timeout=timeout, env=env, cwd=root
         )
     except subprocess.TimeoutExpired:
+        _LOADS.append(os.getloadavg()[0])
         return "timeout", {}
+    _LOADS.append(os.getloadavg()[0])
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()]
@@ -626,14 +632,23 @@ def run(args: argparse.Namespace) -> list[Row]:
             command.strip(),
             args.timeout,
             args.naive_timeout,
-            f" Load average (1 min) at the start of the run {load_start:.2f}, at the end "
-            f"{os.getloadavg()[0]:.2f}: other processes on the cores inflate the times.",
+            _load_line(load_start),
         )
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"Wrote {path}", flush=True)
     return rows
+
+
+def _load_line(load_start: float) -> str:
+    loads = sorted([load_start, *_LOADS])
+    return (
+        f" 1-minute load average at the start {load_start:.1f}, sampled after each measurement: "
+        f"median {loads[len(loads) // 2]:.1f}, max {loads[-1]:.1f} (a measurement itself adds "
+        "about its thread count; more means other processes shared the cores and inflated the "
+        "times)."
+    )
 
 
 def _summary(status: str, res: dict) -> str:

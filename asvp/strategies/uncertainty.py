@@ -25,8 +25,10 @@ __all__ = ["CHUNK_ROWS", "UNCERTAINTY_KINDS", "uncertainty_order"]
 
 UNCERTAINTY_KINDS = ("margin", "least_confidence", "entropy")
 
-#: Rows scored at a time; bounds the temporary float64 block to ``CHUNK_ROWS x C``.
+#: Rows scored at a time at most; bounds the temporary float64 block to ``CHUNK_ROWS x C``.
 CHUNK_ROWS = 65536
+#: Elements of one float64 block at most (32 MiB), so that many classes mean fewer rows.
+CHUNK_ELEMENTS = 1 << 22
 
 
 def _chunk_scores(block: torch.Tensor, kind: str) -> torch.Tensor:
@@ -52,7 +54,8 @@ def uncertainty_order(
             (largest entropy ``-sum_c p_c log p_c`` first, with ``0 log 0 = 0``: a zero
             probability contributes 0, never NaN, which fixes the official code's bug of NaN
             entropies sorted as the most confident rows).
-        chunk_rows: rows scored at a time (default :data:`CHUNK_ROWS`).
+        chunk_rows: rows scored at a time (default: :data:`CHUNK_ROWS`, fewer when
+            ``CHUNK_ROWS x C`` exceeds :data:`CHUNK_ELEMENTS`).
 
     Scores are computed in float64 on the device holding ``probs``, one chunk of rows at a
     time; the order is a stable sort of the scores, so ties go to the lowest position.
@@ -64,7 +67,7 @@ def uncertainty_order(
         raise ValueError(
             f"unknown uncertainty kind {kind!r}; allowed: {', '.join(UNCERTAINTY_KINDS)}"
         )
-    chunk = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
+    chunk = int(chunk_rows) if chunk_rows is not None else CHUNK_ROWS
     if chunk < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
     if not isinstance(probs, torch.Tensor):
@@ -82,6 +85,8 @@ def uncertainty_order(
     if kind == "margin" and c < 2 and n > 0:
         raise ValueError(f"margin needs at least 2 classes, probs has {c} column(s)")
 
+    if chunk_rows is None:
+        chunk = max(1, min(CHUNK_ROWS, CHUNK_ELEMENTS // max(c, 1)))
     scores = np.empty(n, dtype=np.float64)
     with torch.no_grad():
         for start in range(0, n, chunk):

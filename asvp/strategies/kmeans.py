@@ -45,6 +45,7 @@ __all__ = [
     "l2_normalized_rows",
     "scatter_add_rows",
     "squared_norms",
+    "whole_pool_or_nothing",
 ]
 
 #: Initialisations accepted by :func:`kmeans`.
@@ -329,3 +330,9 @@ def _mean_variance(x: torch.Tensor, sq: torch.Tensor, chunk: int) -> float:
         column_sum += x[start : start + chunk].sum(dim=0)
     mean = column_sum / n
     return max(float(sq.double().sum()) / (n * d) - float((mean * mean).sum()) / d, 0.0)
+
+
+def whole_pool_or_nothing(pool_ids: np.ndarray, size: int) -> np.ndarray:
+    """The selection of a clustering strategy when there is nothing to choose: none for a
+    budget of 0 (or an empty pool), every pool id in pool order when the budget covers it."""
+    return pool_ids.copy() if size else np.empty(0, dtype=np.int64)

@@ -51,7 +51,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .kmeans import kmeans, l2_normalized_rows, squared_norms
+from .kmeans import kmeans, l2_normalized_rows, squared_norms, whole_pool_or_nothing
 from .registry import SelectionRequest, register_strategy
 
 __all__ = [
@@ -270,10 +270,8 @@ def probcover(
     pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
     n = pool_ids.size
     size = min(int(request.budget), n)
-    if size <= 0:
-        return np.empty(0, dtype=np.int64)
-    if size == n:
-        return pool_ids.copy()
+    if size in (0, n):
+        return whole_pool_or_nothing(pool_ids, size)
     x = l2_normalized_rows([request.features.pool, request.features.labeled])
     if delta is None:
         k = min(int(request.num_classes), x.shape[0])

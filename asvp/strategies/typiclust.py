@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .kmeans import kmeans, l2_normalized_rows, squared_norms
+from .kmeans import kmeans, l2_normalized_rows, squared_norms, whole_pool_or_nothing
 from .registry import SelectionRequest, register_strategy
 
 __all__ = [
@@ -208,10 +208,8 @@ def typiclust(
     pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
     n = pool_ids.size
     size = min(int(request.budget), n)
-    if size <= 0:
-        return np.empty(0, dtype=np.int64)
-    if size == n:
-        return pool_ids.copy()
+    if size in (0, n):
+        return whole_pool_or_nothing(pool_ids, size)
     x = l2_normalized_rows([request.features.pool, request.features.labeled])
     m = x.shape[0] - n
     k = min(m + size, int(max_clusters), x.shape[0])

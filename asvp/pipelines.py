@@ -30,6 +30,14 @@ evaluation.
 The seed fixes the initial labelled set (shared by every cell of a dataset and seed) and, per
 round, the fine-tune, the proxy and random selection, so a round can be replayed exactly.
 
+Round checkpoints (:mod:`asvp.checkpoint`): with a checkpoint, the runner saves its state after
+every round (labelled order, the rounds' records, the indicator's state, ASVP's current
+features) and, started again, continues after the last saved round; the result equals an
+uninterrupted run's. Finished rounds go to ``on_round`` in order, at least once: a round whose
+``on_round`` raises (the tracking server is down) stays queued in the checkpoint and is handed
+over again after the next round, and the run raises only if some round still cannot be handed
+over at its end; a restarted cell hands over what its previous attempt could not.
+
 Every phase is timed. Compute needed to make selections is *sampling* compute (charged in the
 total cost); compute only done to measure accuracy is *evaluation* compute, reported apart.
 Feature extraction is charged with its measured seconds even when read from the store.
@@ -37,13 +45,19 @@ Feature extraction is charged with its measured seconds even when read from the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from asvp.checkpoint import RoundCheckpoint
 from asvp.config import CellConfig
 from asvp.data import ImageSet, Split, load_dataset
 from asvp.discrepancy import SelectionDiscrepancy, selection_discrepancy
@@ -93,6 +107,17 @@ class RoundRecord:
     indicator: UpdateDecision | None = None
     model_selected: list[int] | None = None  # what the fine-tuned model would have selected
     discrepancy: SelectionDiscrepancy | None = None
+    finished_at_ms: int = 0  # wall-clock end of the round (Unix ms): its metrics' timestamp
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoundRecord:
+        """The record saved as ``dataclasses.asdict`` (round checkpoints)."""
+        fields = dict(data)
+        if fields.get("indicator") is not None:
+            fields["indicator"] = UpdateDecision(**fields["indicator"])
+        if fields.get("discrepancy") is not None:
+            fields["discrepancy"] = SelectionDiscrepancy(**fields["discrepancy"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -106,8 +131,12 @@ class _Scoring:
 
 @dataclass
 class CellResult:
+    """Every round's record and the labelled set in the order it was labelled.
+    ``resumed_rounds`` counts the rounds restored from a checkpoint (0: a fresh start)."""
+
     rounds: list[RoundRecord] = field(default_factory=list)
     labeled_order: list[int] = field(default_factory=list)
+    resumed_rounds: int = 0
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -143,6 +172,7 @@ class CellRunner:
         feature_store: FeatureStore,
         device: torch.device,
         on_round: Callable[[RoundRecord], None] | None = None,
+        checkpoint: RoundCheckpoint | None = None,
     ) -> None:
         if config.pipeline not in PIPELINES:
             raise ValueError(f"unknown pipeline {config.pipeline!r}; expected one of {PIPELINES}")
@@ -155,6 +185,8 @@ class CellRunner:
         self.store = feature_store
         self.device = torch.device(device)
         self.on_round = on_round or (lambda record: None)
+        self.checkpoint = checkpoint
+        self._delivered = 0  # rounds handed to on_round
         self.timer = PhaseTimer(self.device)
         self.split: Split = load_dataset(config.dataset, **config.dataset_options)
         self.inputs = strategy_inputs(config.strategy)
@@ -260,7 +292,9 @@ class CellRunner:
         """ASVP feature alignment: pool features from the backbone just fine-tuned."""
         assert self.features is not None and self._backbone is not None
         with self.timer.phase("update_extract"):
-            self.features.replace(self._extract(self._backbone))
+            # float16, as the store keeps the pre-trained features: a resumed cell reads the
+            # checkpointed copy, bit for bit what an uninterrupted cell holds in memory
+            self.features.replace(self._extract(self._backbone).to(torch.float16))
 
     def _rows(self, ids: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(ids).to(self.device)
@@ -377,11 +411,15 @@ class CellRunner:
     def run(self) -> CellResult:
         config = self.config
         budgets = config.budgets
-        labeled = initial_labeled_set(len(self.split.pool), budgets[0], config.seed)
-        result = CellResult(labeled_order=labeled.tolist())
         if config.pipeline in ("svpp", "asvp") or "features" in self.inputs:
             self._pretrained_features()
-        for round_index, labels_used in enumerate(budgets):
+        result = self._restore()
+        if result.resumed_rounds:
+            self.timer.take()  # the restored rounds already hold the extraction's seconds
+        labeled = np.asarray(result.labeled_order, dtype=np.int64)
+        self._deliver(result)
+        for round_index in range(result.resumed_rounds, len(budgets)):
+            labels_used = budgets[round_index]
             is_last = round_index == len(budgets) - 1
             decision = self._read_indicator(labels_used, is_last, labeled) if self.rule else None
             updating = decision is not None and decision.update
@@ -410,8 +448,75 @@ class CellRunner:
                 record.discrepancy = discrepancy
             result.rounds.append(record)
             result.labeled_order.extend(selected.tolist())
-            self.on_round(record)
+            self._save(result)
+            self._deliver(result)
+        self._deliver(result, final=True)
         return result
+
+    # -- checkpoints and delivery -------------------------------------------------------
+
+    def _identity(self) -> str:
+        """What a checkpoint must belong to: this exact configuration."""
+        text = json.dumps(dataclasses.asdict(self.config), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _restore(self) -> CellResult:
+        """The rounds saved by an earlier attempt, or a fresh start at the initial set."""
+        saved = self.checkpoint.read() if self.checkpoint is not None else None
+        if saved is None:
+            config = self.config
+            initial = initial_labeled_set(len(self.split.pool), config.budgets[0], config.seed)
+            return CellResult(labeled_order=initial.tolist())
+        state, arrays = saved
+        if self.rule is not None:
+            self.rule.load_state_dict(state["rule"])
+        if state["feature_version"] > 0:
+            assert self.features is not None
+            pool = np.array(arrays[_features_file(state["feature_version"])])
+            self.features.pool = torch.from_numpy(pool).to(self.device)
+            self.features.version = state["feature_version"]
+        self._delivered = state["delivered"]
+        rounds = [RoundRecord.from_dict(record) for record in state["rounds"]]
+        return CellResult(rounds, list(state["labeled_order"]), resumed_rounds=len(rounds))
+
+    def _save(self, result: CellResult) -> None:
+        if self.checkpoint is None:
+            return
+        version = self.features.version if self.features is not None else 0
+        arrays = {}
+        if version > 0:
+            assert self.features is not None
+            pool = self.features.pool
+            arrays[_features_file(version)] = lambda: pool.cpu().numpy()
+        state = {
+            "rounds": [dataclasses.asdict(record) for record in result.rounds],
+            "labeled_order": result.labeled_order,
+            "rule": self.rule.state_dict() if self.rule is not None else None,
+            "feature_version": version,
+            "delivered": self._delivered,
+        }
+        self.checkpoint.write(state, arrays)
+
+    def _deliver(self, result: CellResult, final: bool = False) -> None:
+        """Hand the finished rounds not yet handed over to ``on_round``, in order."""
+        rounds = result.rounds
+        delivered_before = self._delivered
+        while self._delivered < len(rounds):
+            try:
+                self.on_round(rounds[self._delivered])
+            except Exception as error:
+                if final:
+                    raise
+                print(
+                    f"round {self._delivered} not recorded yet ({error!r}); "
+                    "retrying after the next round",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+            self._delivered += 1
+        if self._delivered != delivered_before:
+            self._save(result)
 
     def _record(
         self,
@@ -432,6 +537,7 @@ class CellRunner:
         sampling = sum(v for k, v in seconds.items() if k in sampling_phases)
         analysis = sum(v for k, v in seconds.items() if k in ANALYSIS_PHASES)
         return RoundRecord(
+            finished_at_ms=int(time.time() * 1000),
             round=round_index,
             labels=labels_used,
             test_acc=test_acc,
@@ -450,6 +556,12 @@ def run_cell(
     feature_store: FeatureStore,
     device: torch.device | str = "cpu",
     on_round: Callable[[RoundRecord], None] | None = None,
+    checkpoint: RoundCheckpoint | None = None,
 ) -> CellResult:
-    """Run every round of one cell (see the module docstring)."""
-    return CellRunner(config, feature_store, torch.device(device), on_round).run()
+    """Run every round of one cell, continuing from ``checkpoint`` when it holds finished
+    rounds (see the module docstring)."""
+    return CellRunner(config, feature_store, torch.device(device), on_round, checkpoint).run()
+
+
+def _features_file(version: int) -> str:
+    return f"features_v{version}.npy"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -465,6 +466,25 @@ class FeatureUpdateRule:
 
     def needs_value(self) -> bool:
         return self._indicator is not None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the rule carries from round to round (JSON-ready), for round checkpoints."""
+        return {
+            "updates": self.updates,
+            "reference": self.reference,
+            "pending_schedule": list(self._pending_schedule),
+            "rng": self._rng.bit_generator.state,
+            "subset_size": self._subset_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output: later decisions equal an uninterrupted
+        rule's, including the random subsets of the size-matched indicator."""
+        self.updates = int(state["updates"])
+        self.reference = float(state["reference"])
+        self._pending_schedule = list(state["pending_schedule"])
+        self._rng.bit_generator.state = state["rng"]
+        self._subset_size = state["subset_size"]
 
     def decide(
         self, labels_used: int, is_last: bool, features: np.ndarray | None, targets: np.ndarray

@@ -1,0 +1,162 @@
+"""Round checkpoints: a cell stopped after any round continues to the uninterrupted result."""
+
+import json
+
+import numpy as np
+import pytest
+
+from asvp.checkpoint import RoundCheckpoint
+from asvp.features import FeatureStore
+from asvp.pipelines import run_cell
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL/preemption: not an ``Exception``, so nothing may catch it."""
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FeatureStore(tmp_path / "features")
+
+
+def _summary(result):
+    return (
+        result.labeled_order,
+        [
+            (r.labels, r.test_acc, r.selected, r.train_method, r.feature_version)
+            for r in result.rounds
+        ],
+        [repr(r.indicator) for r in result.rounds],  # repr: NaN values compare equal
+    )
+
+
+def _killed_after(round_index):
+    def on_round(record):
+        if record.round == round_index:
+            raise Killed
+
+    return on_round
+
+
+CELLS = {
+    "standard": ("standard", "margin", "ft", {}),
+    "svpp-badge": ("svpp", "badge", "lpft", {}),
+    # the indicator's subsets (its random generator) and the re-extracted features are state
+    "asvp-logme": ("asvp", "margin", "auto", {"rule": "logme", "threshold": 1000.0}),
+    "asvp-every": ("asvp", "margin", "auto", {"rule": "every"}),
+}
+
+
+@pytest.mark.parametrize(
+    "name, stop_after",
+    [("standard", 1), ("svpp-badge", 0), ("asvp-logme", 1), ("asvp-every", 0), ("asvp-every", 2)],
+)
+def test_a_stopped_cell_resumes_to_the_uninterrupted_result(
+    tiny_cell, store, tmp_path, name, stop_after
+):
+    pipeline, strategy, method, trigger = CELLS[name]
+    config = tiny_cell(pipeline, strategy=strategy, train_method=method, **trigger)
+    config = type(config)(**{**config.__dict__, "budgets": (10, 20, 30, 40)})
+    uninterrupted = run_cell(config, store)
+    checkpoint = RoundCheckpoint(tmp_path / "ckpt", "cell")
+    with pytest.raises(Killed):
+        run_cell(config, store, on_round=_killed_after(stop_after), checkpoint=checkpoint)
+    if name == "asvp-every":  # one update per round so far: the latest features are saved
+        saved = sorted(path.name for path in (tmp_path / "ckpt").glob("*.npy"))
+        assert saved == [f"features_v{stop_after + 1}.npy"]
+    delivered = []
+    resumed = run_cell(
+        config,
+        store,
+        on_round=delivered.append,
+        checkpoint=RoundCheckpoint(tmp_path / "ckpt", "cell"),
+    )
+    assert resumed.resumed_rounds == stop_after + 1
+    assert _summary(resumed) == _summary(uninterrupted)
+    # the round whose hand-over was interrupted is handed over again, then the rest
+    assert [r.round for r in delivered] == list(range(stop_after, 4))
+
+
+def test_rounds_that_cannot_be_recorded_are_queued_and_handed_over_in_order(
+    tiny_cell, store, tmp_path
+):
+    config = tiny_cell("svpp")
+    attempts, delivered = [], []
+
+    def flaky(record):
+        attempts.append(record.round)
+        if record.round == 1 and attempts.count(1) == 1:
+            raise ConnectionError("tracking server down")
+        delivered.append(record.round)
+
+    result = run_cell(
+        config, store, on_round=flaky, checkpoint=RoundCheckpoint(tmp_path / "c", "x")
+    )
+    assert attempts == [0, 1, 1, 2]
+    assert delivered == [0, 1, 2]
+    assert _summary(result) == _summary(run_cell(config, store))
+
+
+def test_a_cell_that_cannot_record_its_rounds_fails_and_a_rerun_only_records_them(
+    tiny_cell, store, tmp_path
+):
+    config = tiny_cell("svpp")
+
+    def down(record):
+        if record.round >= 1:
+            raise ConnectionError("tracking server down")
+
+    with pytest.raises(ConnectionError):
+        run_cell(config, store, on_round=down, checkpoint=RoundCheckpoint(tmp_path / "c", "x"))
+    delivered = []
+    result = run_cell(
+        config, store, on_round=delivered.append, checkpoint=RoundCheckpoint(tmp_path / "c", "x")
+    )
+    assert result.resumed_rounds == 3  # nothing recomputed
+    assert [r.round for r in delivered] == [1, 2]
+    assert _summary(result) == _summary(run_cell(config, store))
+
+
+def test_a_corrupt_checkpoint_is_ignored_not_used(tiny_cell, store, tmp_path, capsys):
+    config = tiny_cell("asvp", train_method="auto", rule="every")
+    directory = tmp_path / "c"
+    with pytest.raises(Killed):
+        run_cell(
+            config, store, on_round=_killed_after(1), checkpoint=RoundCheckpoint(directory, "x")
+        )
+    (features,) = directory.glob("features_v*.npy")
+    features.write_bytes(features.read_bytes()[:-64])  # truncated
+    result = run_cell(config, store, checkpoint=RoundCheckpoint(directory, "x"))
+    assert result.resumed_rounds == 0
+    assert "does not match its SHA-256" in capsys.readouterr().err
+    assert _summary(result) == _summary(run_cell(config, store))
+
+
+def test_another_cells_checkpoint_is_refused(tiny_cell, store, tmp_path):
+    config = tiny_cell("svpp")
+    with pytest.raises(Killed):
+        run_cell(
+            config, store, on_round=_killed_after(0), checkpoint=RoundCheckpoint(tmp_path, "a")
+        )
+    with pytest.raises(ValueError, match="belongs to 'a'"):
+        run_cell(config, store, checkpoint=RoundCheckpoint(tmp_path, "b"))
+
+
+def test_the_state_file_is_replaced_atomically_and_arrays_are_written_once(tmp_path):
+    checkpoint = RoundCheckpoint(tmp_path, "x")
+    calls = []
+
+    def features():
+        calls.append(1)
+        return np.arange(6, dtype=np.float16).reshape(2, 3)
+
+    checkpoint.write({"round": 0}, {"f.npy": features})
+    checkpoint.write({"round": 1}, {"f.npy": features})
+    assert calls == [1]
+    state, arrays = RoundCheckpoint(tmp_path, "x").read()
+    assert state == {"round": 1}
+    assert arrays["f.npy"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    checkpoint.write({"round": 2}, {})
+    assert not (tmp_path / "f.npy").exists()
+    assert json.loads((tmp_path / "state.json").read_text())["arrays"] == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

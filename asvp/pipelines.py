@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -454,11 +453,6 @@ class CellRunner:
         return result
 
     # -- checkpoints and delivery -------------------------------------------------------
-
-    def _identity(self) -> str:
-        """What a checkpoint must belong to: this exact configuration."""
-        text = json.dumps(dataclasses.asdict(self.config), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
 
     def _restore(self) -> CellResult:
         """The rounds saved by an earlier attempt, or a fresh start at the initial set."""

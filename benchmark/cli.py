@@ -1,4 +1,12 @@
-"""``asvp-bench``: validate, run and report experiment grids.
+"""``asvp-bench``: validate, run (or submit), follow and report experiment grids, and serve
+their MLflow store.
+
+``run`` submits the cells that are neither finished nor queued/running (``--force``: finished
+ones too) and resumes unfinished ones from their round checkpoints; the local and debug
+executors block until done, the slurm executor returns once the job array is queued (``--wait``
+follows it). ``status`` lists every cell as pending, running, finished or failed with its job
+id and log. Both take cell filters (``--dataset``, ``--strategy``, ``--pipeline``, ``--seed``,
+``--state``).
 
 Precedence of settings: command-line options > environment variables (``MLFLOW_TRACKING_URI``)
 > the grid file > defaults. GRID is always the path of a grid file.
@@ -7,12 +15,22 @@ Precedence of settings: command-line options > environment variables (``MLFLOW_T
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 
-from benchmark.grid import Cell, Grid, GridError, expand_cells, load_grid, resolve_tracking_uri
+from benchmark.grid import (
+    EXECUTOR_KINDS,
+    Cell,
+    Grid,
+    GridError,
+    expand_cells,
+    load_grid,
+    resolve_tracking_uri,
+)
+from benchmark.status import STATES, CellStatus, cell_statuses, count_states, wait_until_done
 
 
 def _load(path: str) -> Grid:
@@ -23,11 +41,16 @@ def _load(path: str) -> Grid:
         raise SystemExit(2) from error
 
 
-def _apply_tracking(grid: Grid, cli_uri: str | None) -> str | None:
+def _apply_tracking(grid: Grid, cli_uri: str | None) -> str:
+    """Point MLflow (this process and the jobs it starts) at the resolved store; returns its
+    URI (MLflow's default made absolute, so that jobs elsewhere find the same file)."""
+    import mlflow
+
     uri = resolve_tracking_uri(grid, cli_uri)
     if uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri
-    return uri
+        mlflow.set_tracking_uri(uri)  # also over a URI set earlier in this process
+    return mlflow.get_tracking_uri()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -37,43 +60,170 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_cells(cells: list[Cell], pending: set[str]) -> None:
-    for cell in cells:
-        action = "run " if cell.run_key in pending else "skip"
-        print(f"  {action}  {cell.run_key}  {cell.run_name}")
+def _describe(status: CellStatus, action: str) -> None:
+    print(f"  {action:9s} {status.state:8s} {status.cell.run_key}  {status.cell.run_name}")
+
+
+def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
+    """The cells matching every given filter (each filter: any of its values)."""
+    tests = {
+        "dataset": lambda cell: {cell.config.dataset},
+        "strategy": lambda cell: {cell.strategy_label, cell.config.strategy},
+        "pipeline": lambda cell: {
+            cell.pipeline_label,
+            cell.config.pipeline,
+            f"{cell.config.pipeline}-{cell.config.train_method}",
+        },
+        "seed": lambda cell: {str(cell.config.seed)},
+    }
+    for name, names_of in tests.items():
+        wanted = getattr(args, name)
+        if not wanted:
+            continue
+        known = set().union(*(names_of(cell) for cell in cells))
+        unknown = sorted(set(map(str, wanted)) - known)
+        if unknown:
+            print(
+                f"error: --{name} {', '.join(unknown)} matches no cell of the grid; "
+                f"known: {', '.join(sorted(known))}",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        cells = [cell for cell in cells if names_of(cell) & set(map(str, wanted))]
+    return cells
+
+
+def _statuses(client, grid: Grid, args: argparse.Namespace) -> list[CellStatus]:
+    statuses = cell_statuses(client, grid, _select_cells(expand_cells(grid), args))
+    return [s for s in statuses if not args.state or s.state in args.state]
+
+
+def _plan(statuses: list[CellStatus], force: bool) -> tuple[list[CellStatus], list[str]]:
+    """The cells to submit, and why each other one is skipped. A live cell (queued or running)
+    is never submitted again, even with ``--force``."""
+    todo, notes = [], []
+    for status in statuses:
+        if status.live:
+            notes.append(f"{status.cell.run_name}: {status.state} ({status.detail}), not submitted")
+        elif status.state != "finished" or force:
+            todo.append(status)
+    return todo, notes
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.launch import pending_cells, run_cells
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.launch import (
+        LaunchError,
+        check_tracking,
+        make_executor,
+        prepare_jobs,
+        submission_lock,
+    )
 
     grid = _load(args.grid)
     uri = _apply_tracking(grid, args.tracking_uri)
-    cells = expand_cells(grid)
-    todo = pending_cells(cells, grid.name, force=args.force)
-    print(
-        f"grid {grid.name!r}: {len(cells)} cells, {len(cells) - len(todo)} finished, "
-        f"{len(todo)} to run"
-    )
-    if args.dry_run:
-        _describe_cells(cells, {cell.run_key for cell in todo})
-        return 0
-    executor = args.executor or grid.executor.kind
-    max_parallel = args.max_parallel or grid.executor.max_parallel
-    started = time.perf_counter()
-
-    def progress(outcome) -> None:
-        elapsed = time.perf_counter() - started
-        suffix = f"\n{outcome.error}" if outcome.error else ""
+    kind = args.executor or grid.executor.kind
+    try:
+        check_tracking(kind, uri, grid.tracking.allow_sqlite)
+    except LaunchError as error:
+        print(f"error: {args.grid}: {error}", file=sys.stderr)
+        return 2
+    settings = grid.executor
+    if args.max_parallel:
+        settings = dataclasses.replace(settings, max_parallel=args.max_parallel)
+    executor = make_executor(kind, grid, settings)
+    client = MlflowClient()
+    with submission_lock(grid):
+        statuses = _statuses(client, grid, args)
+        todo, notes = _plan(statuses, args.force)
+        finished = sum(s.state == "finished" for s in statuses)
         print(
-            f"  [{elapsed:6.0f}s] {outcome.status:8s} {outcome.cell.run_name}{suffix}", flush=True
+            f"grid {grid.name!r}: {len(statuses)} cells, {finished} finished, "
+            f"{len(todo)} to run ({kind})"
+        )
+        for note in notes:
+            print(f"  skip: {note}")
+        if args.dry_run:
+            chosen = {s.cell.run_key for s in todo}
+            for status in statuses:
+                _describe(status, "run" if status.cell.run_key in chosen else "skip")
+            return 0
+        submissions = []
+        if todo:
+            cells = [(status.cell, status.run) for status in todo]
+            threads = executor.threads(len(todo))
+            jobs = prepare_jobs(client, grid, cells, uri, args.force, threads)
+        started = time.perf_counter()
+        if todo and kind == "slurm":
+            submissions = executor.submit(client, jobs, lambda submission: None)
+            print(f"submitted {len(submissions)} cells to SLURM: jobs {_job_range(submissions)}")
+            print(f"logs: {Path(submissions[0].log_path).parent.parent}")
+    if todo and kind != "slurm":
+        submissions = executor.submit(client, jobs, _progress_printer(started))
+        failed = [s for s in submissions if s.state != "finished"]
+        print(
+            f"ran {len(submissions)} cells in {time.perf_counter() - started:.0f}s, "
+            f"{len(failed)} failed"
+        )
+        return 1 if failed else 0
+    followed = [s.cell for s in submissions] + [s.cell for s in statuses if s.live]
+    if not args.wait or not followed:
+        if followed:
+            print(f"follow with: asvp-bench status {args.grid}")
+        return 0
+    final = wait_until_done(client, grid, followed, args.poll_seconds, _change_printer(started))
+    failed = [status for status in final if status.state != "finished"]
+    print(f"{len(final) - len(failed)} finished, {len(failed)} not finished")
+    return 1 if failed else 0
+
+
+def _job_range(submissions: list) -> str:
+    ids = [s.job_id for s in submissions]
+    return ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}"
+
+
+def _progress_printer(started: float):
+    def report(submission) -> None:
+        elapsed = time.perf_counter() - started
+        suffix = f"\n{submission.error}" if submission.error else ""
+        print(
+            f"  [{elapsed:6.0f}s] {submission.state:8s} {submission.cell.run_name}{suffix}",
+            flush=True,
         )
 
-    outcomes = run_cells(grid, todo, executor, max_parallel, uri, progress)
-    failed = [o for o in outcomes if o.status != "finished"]
-    print(
-        f"ran {len(outcomes)} cells in {time.perf_counter() - started:.0f}s, {len(failed)} failed"
-    )
-    return 1 if failed else 0
+    return report
+
+
+def _change_printer(started: float):
+    def report(status: CellStatus) -> None:
+        elapsed = time.perf_counter() - started
+        log = f"  log: {status.log_path}" if status.state == "failed" and status.log_path else ""
+        print(
+            f"  [{elapsed:6.0f}s] {status.state:8s} {status.job_id or '-':>10s} "
+            f"{status.cell.run_name}  {status.detail}{log}",
+            flush=True,
+        )
+
+    return report
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    grid = _load(args.grid)
+    _apply_tracking(grid, args.tracking_uri)
+    statuses = _statuses(MlflowClient(), grid, args)
+    counts = count_states(statuses)
+    summary = ", ".join(f"{count} {state}" for state, count in counts.items())
+    print(f"grid {grid.name!r}: {len(statuses)} cells: {summary}")
+    print(f"  {'state':8s} {'job':>12s}  run name  |  detail  |  log")
+    for status in statuses:
+        print(
+            f"  {status.state:8s} {status.job_id or '-':>12s}  {status.cell.run_name}  |  "
+            f"{status.detail}  |  {status.log_path or '-'}"
+        )
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -96,24 +246,67 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+TRACKING_HELP = "overrides MLFLOW_TRACKING_URI and tracking.uri"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """The tracking URI and the cell filters of ``run`` and ``status``."""
+    parser.add_argument("--tracking-uri", help=TRACKING_HELP)
+    filters = parser.add_argument_group("cell filters (repeatable; a cell must match each given)")
+    filters.add_argument("--dataset", action="append")
+    filters.add_argument("--strategy", action="append", help="name or label, e.g. badge")
+    filters.add_argument("--pipeline", action="append", help="svpp, svpp-lpft, asvp-auto, ...")
+    filters.add_argument("--seed", action="append", type=int)
+    filters.add_argument("--state", action="append", choices=STATES)
+
+
+def cmd_mlflow_server(args: argparse.Namespace) -> int:
+    from benchmark.mlflow_server import ServerSettings, serve
+
+    try:
+        settings = ServerSettings(
+            Path(args.store), args.backend_uri, args.host, args.port, args.workers
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return serve(settings, Path(args.pid_file) if args.pid_file else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asvp-bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check a grid file without running it")
     validate.add_argument("grid")
     validate.set_defaults(func=cmd_validate)
-    run = commands.add_parser("run", help="run the grid's unfinished cells")
+    run = commands.add_parser("run", help="run or submit the grid's unfinished cells")
     run.add_argument("grid")
     run.add_argument("--dry-run", action="store_true", help="list cells, run keys, skips")
-    run.add_argument("--force", action="store_true", help="re-run finished cells too")
-    run.add_argument("--executor", choices=("local", "debug"), help="overrides executor.kind")
+    run.add_argument("--force", action="store_true", help="re-run chosen finished cells too")
+    run.add_argument("--executor", choices=EXECUTOR_KINDS, help="overrides executor.kind")
     run.add_argument("--max-parallel", type=int, help="overrides executor.max_parallel")
-    run.add_argument("--tracking-uri", help="overrides MLFLOW_TRACKING_URI and tracking.uri")
+    run.add_argument(
+        "--wait", action="store_true", help="slurm: follow submitted and queued cells until done"
+    )
+    run.add_argument("--poll-seconds", type=float, default=15.0, help="--wait's poll interval")
+    _add_common(run)
     run.set_defaults(func=cmd_run)
+    status = commands.add_parser("status", help="every cell's state, job id and log")
+    status.add_argument("grid")
+    _add_common(status)
+    status.set_defaults(func=cmd_status)
+    server = commands.add_parser("mlflow-server", help="serve a grid's MLflow store")
+    server.add_argument("--store", required=True, help="folder on shared storage")
+    server.add_argument("--backend-uri", help="e.g. postgresql://...; default <store>/mlflow.db")
+    server.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other nodes")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=1)
+    server.add_argument("--pid-file", help="written while the server runs")
+    server.set_defaults(func=cmd_mlflow_server)
     report = commands.add_parser("report", help="tables from the grid's finished runs")
     report.add_argument("grid")
     report.add_argument("--out", help="output folder (default results/<grid name>)")
-    report.add_argument("--tracking-uri", help="overrides MLFLOW_TRACKING_URI and tracking.uri")
+    report.add_argument("--tracking-uri", help=TRACKING_HELP)
     report.set_defaults(func=cmd_report)
     return parser
 

@@ -29,9 +29,28 @@ identity, tracking, resume"). The example grid below shows every key::
     trigger: {rule: logme}           # TriggerConfig
     discrepancy_analysis: true       # svpp/asvp: also log the fine-tuned model's picks
     costs: {label_price: 0.05, reviews_per_label: 1, device_hour: {cpu: 0.1}, note: "..."}
-    executor: {kind: local, max_parallel: null}
-    tracking: {uri: null}            # null: MLflow's default (sqlite:///mlflow.db)
+    executor:                        # how cells run; never part of a run key
+      kind: local                    # local | debug | slurm
+      max_parallel: null             # local: cells at once (null: CPU cores)
+      partition: gpu                 # slurm: sbatch --partition (null: the cluster's default)
+      account: null                  # slurm: --account
+      qos: null                      # slurm: --qos
+      constraint: null               # slurm: --constraint, e.g. "a100|h100"
+      gpus_per_node: 1               # slurm: --gpus-per-node (null: none requested)
+      cpus_per_task: 8               # slurm: --cpus-per-task (also the cell's torch threads)
+      mem_gb: 64                     # slurm: --mem (null: the partition's default)
+      time_min: 240                  # slurm: --time; a job near it is requeued and resumes
+      array_parallelism: 64          # slurm: tasks of the job array running at once
+      max_requeues: 3                # slurm: timeouts that requeue (preemptions always do)
+      signal_delay_s: 120            # slurm: USR2 this long before the time limit
+      setup: ["module load cuda"]    # slurm: shell lines run before each job
+      sbatch: {exclude: node07}      # slurm: any other sbatch option (name without --)
+    tracking:
+      uri: null                      # null: MLflow's default (sqlite:///mlflow.db)
+      allow_sqlite: false            # slurm: accept a SQLite URI (one node only)
     feature_store: .asvp/features    # relative paths are relative to the working directory
+    state_dir: .asvp/state           # round checkpoints and logs: <state_dir>/<name>/; shared
+                                     # storage on a cluster
 
 Decisions written down here (``DESIGN.md`` leaves them open):
 
@@ -107,6 +126,7 @@ __all__ = [
     "Grid",
     "GridError",
     "PipelineSpec",
+    "TrackingSettings",
     "expand_cells",
     "load_grid",
     "resolve_tracking_uri",
@@ -117,7 +137,7 @@ __all__ = [
 
 # Bump when a code change alters results: it changes every run key, so `run` re-runs every cell
 # instead of skipping cells whose finished runs were made by the old code.
-RESULTS_VERSION: int = 1
+RESULTS_VERSION: int = 2  # 2: ASVP's re-extracted features are float16, as the stored ones
 
 RANDOM = "random"
 """The random baseline's strategy name, and its pipeline name in cells and run names."""
@@ -127,13 +147,13 @@ GRID_PIPELINES: dict[str, tuple[str, ...]] = {
 }
 """The pipelines a grid's ``pipelines`` list may name, with the train methods each accepts."""
 
-EXECUTOR_KINDS = ("debug", "local")
+EXECUTOR_KINDS = ("debug", "local", "slurm")
 
 # fmt: off
 _TOP_LEVEL_KEYS = (
     "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
     "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "costs", "executor",
-    "tracking", "feature_store", "discrepancy_analysis",
+    "tracking", "feature_store", "state_dir", "discrepancy_analysis",
 )
 # fmt: on
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -173,11 +193,26 @@ class Costs:
 class ExecutorSettings:
     """How cells are run (``benchmark/launch.py``); never part of a run key.
 
-    ``max_parallel``: cells run at once; None means the number of CPU cores.
+    ``max_parallel`` (local): cells run at once; None means the number of CPU cores. The other
+    fields are the slurm executor's sbatch settings (None: not requested, the cluster's
+    default); ``sbatch`` passes any other option by its long name without ``--``.
     """
 
     kind: str = "local"
     max_parallel: int | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus_per_node: int | None = None
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    time_min: int = 60
+    array_parallelism: int = 256
+    max_requeues: int = 3
+    signal_delay_s: int = 120
+    setup: tuple[str, ...] = ()
+    sbatch: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,8 +221,12 @@ class _BaselineSettings:
 
 
 @dataclass(frozen=True)
-class _TrackingSettings:
+class TrackingSettings:
+    """Where runs are recorded. ``allow_sqlite``: let the slurm executor use a SQLite URI
+    (safe only when every job runs on the machine holding the file)."""
+
     uri: str | None = None
+    allow_sqlite: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,9 +286,19 @@ class Grid:
     trigger: TriggerConfig
     costs: Costs
     executor: ExecutorSettings
-    tracking_uri: str | None
+    tracking: TrackingSettings
     feature_store: str
+    state_dir: str = ".asvp/state"
     discrepancy_analysis: bool = True
+
+    @property
+    def tracking_uri(self) -> str | None:
+        return self.tracking.uri
+
+    @property
+    def cell_state_dir(self) -> Path:
+        """This grid's round checkpoints and logs: ``<state_dir>/<name>``."""
+        return Path(self.state_dir) / self.name
 
 
 @dataclass(frozen=True)
@@ -320,8 +369,9 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
             _check_section_consistency(check, merged, f"pipelines[{i}].trigger")
     costs = _read_section(check, data.get("costs"), "costs", Costs)
     executor = _read_section(check, data.get("executor"), "executor", ExecutorSettings)
-    tracking = _read_section(check, data.get("tracking"), "tracking", _TrackingSettings)
+    tracking = _read_section(check, data.get("tracking"), "tracking", TrackingSettings)
     feature_store = check.typed(data.get("feature_store", ".asvp/features"), str, "feature_store")
+    state_dir = check.typed(data.get("state_dir", ".asvp/state"), str, "state_dir")
     discrepancy = check.typed(data.get("discrepancy_analysis", True), bool, "discrepancy_analysis")
     datasets = _read_datasets(check, data.get("datasets", _ABSENT), "datasets", check_data)
     check.raise_if_errors()
@@ -342,8 +392,9 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
         trigger=sections["trigger"],
         costs=costs,
         executor=executor,
-        tracking_uri=tracking.uri,
+        tracking=tracking,
         feature_store=feature_store,
+        state_dir=state_dir,
         discrepancy_analysis=discrepancy,
     )
 
@@ -531,7 +582,17 @@ _FIELD_RULES: dict[type, dict[str, _Rule]] = {
             lambda v: all(price >= 0 for price in v.values()), "prices (USD per hour) >= 0"
         ),
     },
-    ExecutorSettings: {"kind": _one_of(EXECUTOR_KINDS), "max_parallel": _POSITIVE_INT},
+    ExecutorSettings: {
+        "kind": _one_of(EXECUTOR_KINDS),
+        "max_parallel": _POSITIVE_INT,
+        "gpus_per_node": _NON_NEGATIVE_INT,
+        "cpus_per_task": _POSITIVE_INT,
+        "mem_gb": _POSITIVE,
+        "time_min": _POSITIVE_INT,
+        "array_parallelism": _POSITIVE_INT,
+        "max_requeues": _NON_NEGATIVE_INT,
+        "signal_delay_s": _NON_NEGATIVE_INT,
+    },
     _BaselineSettings: {"train_method": _one_of(TRAIN_METHODS)},
 }
 

@@ -28,7 +28,7 @@ from asvp.metrics import (
     sample_saving_ratio,
 )
 from benchmark.grid import Cell, Grid
-from benchmark.tracking import STATE_FINISHED, find_cell_run, run_state
+from benchmark.tracking import finished_runs
 
 DEFINITIONS_NOTE = (
     "Definitions are asvp-bench's own (the paper's formulas are not public): SSR = 1 - n/B, "
@@ -71,9 +71,10 @@ def _last_per_step(client: MlflowClient, run_id: str, metric: str) -> dict[int, 
 def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[CellCurve]:
     """Curves of the cells that have a finished run (a rerun's latest value per step wins)."""
     curves = []
+    runs = finished_runs(client, grid.name)
     for cell in cells:
-        run = find_cell_run(client, grid.name, cell.run_key)
-        if run_state(run) != STATE_FINISHED:
+        run = runs.get(cell.run_key)
+        if run is None:
             continue
         acc = _last_per_step(client, run.info.run_id, "test_acc")
         sampling = _last_per_step(client, run.info.run_id, "sampling_seconds")

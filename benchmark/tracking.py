@@ -11,8 +11,17 @@ artifacts: ``rounds/round_<r>.json`` (the round's selected pool indices, what th
 model would have selected, indicator decision and timings), ``curve.csv``,
 ``labeled_order.json``, ``environment.json`` (package versions).
 
-A cell owns at most one run: a rerun of an unfinished cell reuses its run, so re-running a
-grid never creates a duplicate.
+A cell owns one current run. The driver opens it before submitting (:func:`open_run`, state
+``pending``); the job that runs the cell logs into that run by id, however often it is requeued
+or restarted, so re-running a grid never creates a duplicate. Only ``run --force`` opens a new
+run for a cell that has one; when the new run finishes, the older runs of its key are tagged
+``superseded`` (kept, never deleted), and until then the older finished run stays the one
+reported. Run states (tag ``state``): pending, running, finished, failed, superseded. Tags
+written by the job: ``attempts`` (starts, requeues included), ``host``, ``pid``,
+``slurm_job_id``; by the driver: ``driver`` (host:pid), ``executor``, ``job_id``, ``log_path``.
+
+A round's metrics go in one ``log_batch`` stamped with the round's own end time, so handing a
+round over again after a failure (:mod:`asvp.pipelines`, delivery) stores no duplicate values.
 """
 
 from __future__ import annotations
@@ -21,20 +30,24 @@ import dataclasses
 import importlib.metadata
 import json
 import math
+import os
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from asvp.pipelines import CellResult, RoundRecord
 from benchmark.grid import Cell
 
+STATE_PENDING = "pending"
 STATE_RUNNING = "running"
 STATE_FINISHED = "finished"
 STATE_FAILED = "failed"
+STATE_SUPERSEDED = "superseded"
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "mlflow", "asvp-bench")
 
 
@@ -66,19 +79,91 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def find_cell_run(client: MlflowClient, experiment: str, run_key: str) -> Run | None:
-    """The run recorded for a run key in a grid's experiment, if any."""
-    found = client.get_experiment_by_name(experiment)
+def _grid_run_list(
+    client: MlflowClient, grid_name: str, run_key: str | None = None
+) -> Iterator[Run]:
+    """Every run of a grid's experiment (of one run key if given), oldest first, paged."""
+    found = client.get_experiment_by_name(grid_name)
     if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id], filter_string=f"tags.run_key = '{run_key}'", max_results=2
-    )
-    return runs[0] if runs else None
+        return
+    query = f"tags.run_key = '{run_key}'" if run_key else ""
+    token = None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id],
+            filter_string=query,
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def current_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
+    """Per run key, the run that status and resumption look at: the newest not superseded."""
+    runs: dict[str, Run] = {}
+    for run in _grid_run_list(client, grid_name):
+        if run_state(run) != STATE_SUPERSEDED and "run_key" in run.data.tags:
+            runs[run.data.tags["run_key"]] = run
+    return runs
+
+
+def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
+    """Per run key, the newest finished run (what reports read): a forced re-run still in
+    progress does not hide the finished result it is to replace."""
+    runs: dict[str, Run] = {}
+    for run in _grid_run_list(client, grid_name):
+        if run_state(run) == STATE_FINISHED and "run_key" in run.data.tags:
+            runs[run.data.tags["run_key"]] = run
+    return runs
 
 
 def run_state(run: Run | None) -> str | None:
     return None if run is None else run.data.tags.get("state")
+
+
+def open_run(
+    client: MlflowClient, grid_name: str, cell: Cell, current: Run | None, fresh: bool
+) -> str:
+    """The id of the run a submission of ``cell`` logs into: its ``current`` run unless that is
+    finished or ``fresh`` (``--force``) asks for a new one; a new run starts ``pending``. The
+    ``driver`` tag names the submitting process: a local cell is pending while it lives."""
+    driver = f"{socket.gethostname()}:{os.getpid()}"
+    if current is not None and not fresh and run_state(current) != STATE_FINISHED:
+        client.set_tag(current.info.run_id, "driver", driver)
+        return current.info.run_id
+    config = cell.config
+    run_id = client.create_run(
+        experiment_id(client, grid_name),
+        run_name=cell.run_name,
+        tags={
+            "run_key": cell.run_key,
+            "grid": grid_name,
+            "dataset": config.dataset,
+            "backbone": config.backbone,
+            "pipeline": config.pipeline,
+            "train_method": config.train_method,
+            "strategy": config.strategy,
+            "seed": str(config.seed),
+            "state": STATE_PENDING,
+            "driver": driver,
+            "mlflow.source.git.commit": git_commit(),
+        },
+    ).info.run_id
+    client.log_batch(run_id, params=[Param(k, v) for k, v in cell.params().items()])
+    client.log_dict(run_id, dataclasses.asdict(config), "config.json")
+    return run_id
+
+
+def record_submission(
+    client: MlflowClient, run_id: str, executor: str, job_id: str | None, log_path: str | None
+) -> None:
+    """Tag a run with how its cell was submitted: what ``status`` shows."""
+    tags = {"executor": executor, "job_id": job_id or "", "log_path": log_path or ""}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def _finite(value: float) -> float:
@@ -86,40 +171,25 @@ def _finite(value: float) -> float:
 
 
 class CellLogger:
-    """Writes one cell's run: opened before the first round, closed after the last."""
+    """Writes one attempt of a cell into the run :func:`open_run` opened for it."""
 
-    def __init__(self, client: MlflowClient, grid_name: str, cell: Cell, device: str) -> None:
+    def __init__(self, client: MlflowClient, grid_name: str, run_id: str, device: str) -> None:
         self.client = client
-        self.cell = cell
-        existing = find_cell_run(client, grid_name, cell.run_key)
-        if existing is not None:
-            self.run_id = existing.info.run_id
-            client.update_run(self.run_id, status="RUNNING")
-        else:
-            config = cell.config
-            self.run_id = client.create_run(
-                experiment_id(client, grid_name),
-                run_name=cell.run_name,
-                tags={
-                    "run_key": cell.run_key,
-                    "grid": grid_name,
-                    "dataset": config.dataset,
-                    "backbone": config.backbone,
-                    "pipeline": config.pipeline,
-                    "train_method": config.train_method,
-                    "strategy": config.strategy,
-                    "seed": str(config.seed),
-                    "mlflow.source.git.commit": git_commit(),
-                },
-            ).info.run_id
-            client.log_batch(
-                self.run_id,
-                params=[mlflow.entities.Param(k, v) for k, v in cell.params().items()],
-            )
-        client.set_tag(self.run_id, "device", device)
-        client.set_tag(self.run_id, "state", STATE_RUNNING)
-        client.log_dict(self.run_id, dataclasses.asdict(cell.config), "config.json")
-        client.log_dict(self.run_id, _package_versions(), "environment.json")
+        self.grid_name = grid_name
+        self.run_id = run_id
+        run = client.get_run(run_id)
+        attempts = int(run.data.tags.get("attempts", "0")) + 1
+        tags = {
+            "device": device,
+            "state": STATE_RUNNING,
+            "attempts": str(attempts),
+            "host": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "slurm_job_id": _slurm_job_id(),
+        }
+        client.update_run(run_id, status="RUNNING")
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.log_dict(run_id, _package_versions(), "environment.json")
 
     def log_round(self, record: RoundRecord) -> None:
         step = record.labels
@@ -136,8 +206,10 @@ class CellLogger:
             metrics["indicator_update"] = float(record.indicator.update)
         if record.discrepancy is not None:
             metrics.update(record.discrepancy.as_metrics())
-        for name, value in metrics.items():
-            self.client.log_metric(self.run_id, name, value, step=step)
+        stamp = record.finished_at_ms
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()]
+        )
         payload = dataclasses.asdict(record)
         self.client.log_dict(self.run_id, payload, f"rounds/round_{record.round:03d}.json")
 
@@ -154,8 +226,18 @@ class CellLogger:
             r.labels for r in result.rounds if r.indicator is not None and r.indicator.update
         ]
         self.client.set_tag(self.run_id, "feature_updates_at", json.dumps(updates))
+        self.client.set_tag(self.run_id, "resumed_rounds", str(result.resumed_rounds))
         self.client.set_tag(self.run_id, "state", STATE_FINISHED)
         self.client.set_terminated(self.run_id, status="FINISHED")
+        self._supersede_older_runs()
+
+    def _supersede_older_runs(self) -> None:
+        """After a forced re-run finishes, the runs it replaces stop being the cell's result."""
+        run_key = self.client.get_run(self.run_id).data.tags["run_key"]
+        for run in _grid_run_list(self.client, self.grid_name, run_key):
+            if run.info.run_id != self.run_id and run_state(run) != STATE_SUPERSEDED:
+                self.client.set_tag(run.info.run_id, "state", STATE_SUPERSEDED)
+                self.client.set_tag(run.info.run_id, "superseded_by", self.run_id)
 
     def fail(self, details: str) -> None:
         """Mark the run failed, keeping the traceback (``error.txt``) and its last line (tag)."""
@@ -163,6 +245,14 @@ class CellLogger:
         self.client.set_tag(self.run_id, "state", STATE_FAILED)
         self.client.set_tag(self.run_id, "error", details.strip().splitlines()[-1][:4000])
         self.client.set_terminated(self.run_id, status="FAILED")
+
+
+def _slurm_job_id() -> str:
+    """``<array job>_<task>`` inside a SLURM array task, the job id in a plain job, else ""."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID", "")
 
 
 def _package_versions() -> dict[str, str]:

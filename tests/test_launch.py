@@ -1,0 +1,229 @@
+"""Launching a grid: resume after SIGKILL, status, filters, --force, failures and settings.
+
+Real pieces only: cells run by the local and debug executors against a SQLite MLflow store;
+the killed run is a real `asvp-bench run` process killed with SIGKILL mid-round.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import submitit
+from mlflow.tracking import MlflowClient
+
+import benchmark.launch
+from benchmark.cli import main
+from benchmark.grid import load_grid
+from benchmark.launch import LaunchError, SlurmExecutor, check_tracking
+
+GRID = """
+name: {name}
+datasets:
+  - name: mnist5k
+    options: {{test_size: 100, pool_size: 200}}
+    budgets: {budgets}
+backbone: efficientnet_lite0
+image_size: 32
+seeds: [0]
+strategies: [random, margin]
+pipelines:
+  - {{pipeline: svpp, train_method: lpft}}
+  - {{pipeline: asvp, train_method: auto, trigger: {{rule: schedule, at_labels: [20]}}}}
+finetune: {{epochs: 1, batch_size: 8, lr_backbone: 0.003, lr_head: 0.03, milestones: []}}
+linear_probe: {{epochs: 5}}
+proxy: {{epochs: 5, batch_size: 64}}
+costs: {{label_price: 0.1, device_hour: {{cpu: 1.0}}}}
+executor: {{kind: local, max_parallel: 1}}
+feature_store: {root}/features
+state_dir: {root}/state
+"""
+
+
+def write_grid(root, name, budgets=(10, 20, 30)):
+    path = root / f"{name}.yaml"
+    path.write_text(GRID.format(name=name, budgets=list(budgets), root=root))
+    return path
+
+
+def runs_of(uri, grid_name):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[grid_name])
+
+
+def outcome(uri, run_id):
+    """What must be identical between two runs of a cell: selections and accuracy curve."""
+    client = MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)
+    order = mlflow.artifacts.load_dict(f"runs:/{run_id}/labeled_order.json")
+    curve = {m.step: m.value for m in client.get_metric_history(run_id, "test_acc")}
+    rounds = [
+        mlflow.artifacts.load_dict(f"runs:/{run_id}/rounds/round_{r:03d}.json")["selected"]
+        for r in range(len(curve))
+    ]
+    return order, curve, rounds
+
+
+def checkpointed_rounds(state_dir):
+    rounds = 0
+    for path in state_dir.glob("*/checkpoints/*/state.json"):
+        with contextlib.suppress(OSError, ValueError):  # being replaced right now
+            rounds = max(rounds, len(json.loads(path.read_text())["state"]["rounds"]))
+    return rounds
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_local_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    budgets = (10, 20, 30, 40, 50)
+    killed_grid = write_grid(tmp_path, "killed", budgets)
+    reference_grid = write_grid(tmp_path, "reference", budgets)
+    only_asvp = ("--pipeline", "asvp", "--tracking-uri", uri)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.cli", "run", killed_grid, *only_asvp],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while checkpointed_rounds(tmp_path / "state") < 2 and driver.poll() is None:
+            assert time.monotonic() < deadline, "the cell never finished two rounds"
+            time.sleep(0.05)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its worker, mid-round
+        driver.wait()
+    stopped_at = checkpointed_rounds(tmp_path / "state")
+    assert 2 <= stopped_at < len(budgets), "killed too late to test resumption"
+
+    status = cli("status", killed_grid, *only_asvp)
+    assert "failed" in status.stdout and "is gone" in status.stdout, status.stdout
+
+    assert cli("run", killed_grid, *only_asvp).returncode == 0
+    assert cli("run", reference_grid, *only_asvp).returncode == 0
+    killed, reference = runs_of(uri, "killed"), runs_of(uri, "reference")
+    assert len(killed) == 1, "a resumed cell logs into its one run"
+    (run_id,) = killed["run_id"]
+    tags = MlflowClient(uri).get_run(run_id).data.tags
+    assert tags["state"] == "finished" and tags["attempts"] == "2"
+    assert int(tags["resumed_rounds"]) == stopped_at
+    assert tags["feature_updates_at"] == "[20]"
+    assert outcome(uri, run_id) == outcome(uri, reference["run_id"].iloc[0])
+    assert not list((tmp_path / "state" / "killed" / "checkpoints").iterdir())
+
+
+def test_a_failed_cell_shows_in_status_and_a_rerun_runs_only_it(tmp_path, monkeypatch, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = write_grid(tmp_path, "crash")
+    real_run_cell = benchmark.launch.run_cell
+
+    def crash_svpp(config, *args, **kwargs):
+        if config.pipeline == "svpp":
+            raise RuntimeError("out of memory, say")
+        return real_run_cell(config, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark.launch, "run_cell", crash_svpp)
+    assert main(["run", str(grid), "--executor", "debug", "--tracking-uri", uri]) == 1
+    capsys.readouterr()
+    assert main(["status", str(grid), "--tracking-uri", uri]) == 0
+    printed = capsys.readouterr().out
+    assert "3 cells: 0 pending, 0 running, 2 finished, 1 failed" in printed
+    (failed_line,) = [line for line in printed.splitlines() if line.strip().startswith("failed")]
+    assert "svpp-lpft/margin" in failed_line and "out of memory, say" in failed_line
+
+    monkeypatch.setattr(benchmark.launch, "run_cell", real_run_cell)
+    assert main(["run", str(grid), "--executor", "debug", "--tracking-uri", uri]) == 0
+    assert "3 cells, 2 finished, 1 to run" in capsys.readouterr().out
+    runs = runs_of(uri, "crash")
+    assert len(runs) == 3 and set(runs["tags.state"]) == {"finished"}
+    svpp = runs.loc[runs["tags.pipeline"] == "svpp"].iloc[0]
+    assert svpp["tags.attempts"] == "2"
+
+
+def test_filters_choose_cells_and_force_reruns_them_into_a_new_run(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = write_grid(tmp_path, "filters")
+    run = ["run", str(grid), "--executor", "debug", "--tracking-uri", uri]
+    assert main([*run, "--strategy", "random"]) == 0
+    assert "1 cells, 0 finished, 1 to run" in capsys.readouterr().out
+    assert len(runs_of(uri, "filters")) == 1
+
+    assert main([*run, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 cells, 1 finished, 2 to run" in printed
+    assert printed.count("  run ") == 2 and printed.count("  skip ") == 1
+
+    assert main([*run, "--pipeline", "random-ft", "--force"]) == 0
+    runs = runs_of(uri, "filters")
+    assert sorted(runs["tags.state"]) == ["finished", "superseded"]
+    old = runs.loc[runs["tags.state"] == "superseded"].iloc[0]
+    new = runs.loc[runs["tags.state"] == "finished"].iloc[0]
+    assert old["tags.superseded_by"] == new["run_id"]
+
+    with pytest.raises(SystemExit) as error:
+        main([*run, "--strategy", "badge"])
+    assert error.value.code == 2
+    assert "--strategy badge matches no cell" in capsys.readouterr().err
+
+    capsys.readouterr()
+    assert main(["status", str(grid), "--tracking-uri", uri, "--state", "pending"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 cells: 2 pending" in printed and "never submitted" in printed
+
+
+def test_the_slurm_executor_refuses_sqlite_unless_the_grid_allows_it(tmp_path, capsys):
+    grid = write_grid(tmp_path, "refused")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["run", str(grid), "--executor", "slurm", "--tracking-uri", uri]) == 2
+    error = capsys.readouterr().err
+    assert str(grid) in error and "mlflow-server" in error and "allow_sqlite" in error
+    assert not (tmp_path / "mlflow.db").exists(), "nothing is recorded before refusing"
+    with pytest.raises(LaunchError):
+        check_tracking("slurm", uri, allow_sqlite=False)
+    check_tracking("slurm", uri, allow_sqlite=True)
+    check_tracking("slurm", "http://head-node:5000", allow_sqlite=False)
+    check_tracking("local", uri, allow_sqlite=False)
+
+
+def test_grid_executor_settings_become_sbatch_options(tmp_path):
+    path = write_grid(tmp_path, "sbatch")
+    text = path.read_text().replace(
+        "executor: {kind: local, max_parallel: 1}",
+        "executor: {kind: slurm, partition: gpu, account: lab, qos: high, constraint: a100,"
+        " gpus_per_node: 1, cpus_per_task: 8, mem_gb: 64, time_min: 240, array_parallelism: 16,"
+        ' signal_delay_s: 120, setup: ["module load cuda"], sbatch: {exclude: node07}}',
+    )
+    path.write_text(text)
+    grid = load_grid(path)
+    parameters = SlurmExecutor(grid, grid.executor).sbatch_parameters()
+    executor = submitit.SlurmExecutor(folder=tmp_path / "%j")
+    executor.update_parameters(**parameters)  # submitit accepts every name
+    script = executor._make_submission_file_text("python job.py", "uid")
+    for line in (
+        "--partition=gpu",
+        "--account=lab",
+        "--qos=high",
+        "--constraint=a100",
+        "--gpus-per-node=1",
+        "--cpus-per-task=8",
+        "--mem=65536M",
+        "--time=240",
+        "--exclude=node07",
+        "--signal=USR2@120",
+        "--job-name=asvp-sbatch",
+        "module load cuda",
+    ):
+        assert line in script, line

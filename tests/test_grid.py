@@ -514,9 +514,14 @@ def test_unknown_dataset_option(tmp_path):
         (lambda d: d["trigger"].update(rule="ped2"), "trigger.rule", "'ped2'", "every, logme"),
         (lambda d: d["trigger"].update(rule="schedule"), "trigger.at_labels", "[]", "non-empty"),
         (lambda d: d["trigger"].update(max_updates=-1), "trigger.max_updates", "-1", ">= 0"),
-        (lambda d: d["executor"].update(kind="pbs"), "executor.kind", "'pbs'", "debug, local, slurm"),
+        (lambda d: d["executor"].update(kind="pbs"), "executor.kind", "'pbs'", "local, slurm"),
         (lambda d: d["executor"].update(time_min=0), "executor.time_min", "0", "an integer >= 1"),
-        (lambda d: d["executor"].update(sbatch={"exclude": 7}), "executor.sbatch.exclude", "7", "a string"),
+        (
+            lambda d: d["executor"].update(sbatch={"exclude": 7}),
+            "executor.sbatch.exclude",
+            "7",
+            "a string",
+        ),
         (
             lambda d: d["baseline"].update(train_method="auto"),
             "baseline.train_method",

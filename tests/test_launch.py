@@ -4,86 +4,21 @@ Real pieces only: cells run by the local and debug executors against a SQLite ML
 the killed run is a real `asvp-bench run` process killed with SIGKILL mid-round.
 """
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import mlflow
 import pytest
 import submitit
+from launching import checkpointed_rounds, cli, outcome, runs_of, write_grid
 from mlflow.tracking import MlflowClient
 
 import benchmark.launch
 from benchmark.cli import main
 from benchmark.grid import load_grid
 from benchmark.launch import LaunchError, SlurmExecutor, check_tracking
-
-GRID = """
-name: {name}
-datasets:
-  - name: mnist5k
-    options: {{test_size: 100, pool_size: 200}}
-    budgets: {budgets}
-backbone: efficientnet_lite0
-image_size: 32
-seeds: [0]
-strategies: [random, margin]
-pipelines:
-  - {{pipeline: svpp, train_method: lpft}}
-  - {{pipeline: asvp, train_method: auto, trigger: {{rule: schedule, at_labels: [20]}}}}
-finetune: {{epochs: 1, batch_size: 8, lr_backbone: 0.003, lr_head: 0.03, milestones: []}}
-linear_probe: {{epochs: 5}}
-proxy: {{epochs: 5, batch_size: 64}}
-costs: {{label_price: 0.1, device_hour: {{cpu: 1.0}}}}
-executor: {{kind: local, max_parallel: 1}}
-feature_store: {root}/features
-state_dir: {root}/state
-"""
-
-
-def write_grid(root, name, budgets=(10, 20, 30)):
-    path = root / f"{name}.yaml"
-    path.write_text(GRID.format(name=name, budgets=list(budgets), root=root))
-    return path
-
-
-def runs_of(uri, grid_name):
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=[grid_name])
-
-
-def outcome(uri, run_id):
-    """What must be identical between two runs of a cell: selections and accuracy curve."""
-    client = MlflowClient(uri)
-    mlflow.set_tracking_uri(uri)
-    order = mlflow.artifacts.load_dict(f"runs:/{run_id}/labeled_order.json")
-    curve = {m.step: m.value for m in client.get_metric_history(run_id, "test_acc")}
-    rounds = [
-        mlflow.artifacts.load_dict(f"runs:/{run_id}/rounds/round_{r:03d}.json")["selected"]
-        for r in range(len(curve))
-    ]
-    return order, curve, rounds
-
-
-def checkpointed_rounds(state_dir):
-    rounds = 0
-    for path in state_dir.glob("*/checkpoints/*/state.json"):
-        with contextlib.suppress(OSError, ValueError):  # being replaced right now
-            rounds = max(rounds, len(json.loads(path.read_text())["state"]["rounds"]))
-    return rounds
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_a_local_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
@@ -100,13 +35,13 @@ def test_a_local_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_pa
     )
     try:
         deadline = time.monotonic() + 300
-        while checkpointed_rounds(tmp_path / "state") < 2 and driver.poll() is None:
+        while max(checkpointed_rounds(tmp_path / "state"), default=0) < 2 and driver.poll() is None:
             assert time.monotonic() < deadline, "the cell never finished two rounds"
             time.sleep(0.05)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and its worker, mid-round
         driver.wait()
-    stopped_at = checkpointed_rounds(tmp_path / "state")
+    (stopped_at,) = checkpointed_rounds(tmp_path / "state")
     assert 2 <= stopped_at < len(budgets), "killed too late to test resumption"
 
     status = cli("status", killed_grid, *only_asvp)

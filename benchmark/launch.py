@@ -54,6 +54,7 @@ from benchmark.tracking import (
     experiment_id,
     open_run,
     record_submission,
+    run_state,
 )
 
 
@@ -115,8 +116,11 @@ class CellJob:
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         slurm_cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
         torch.set_num_threads(self.threads or slurm_cpus or cpu_count())
+        client = MlflowClient()
+        if run_state(client.get_run(self.run_id)) == STATE_FINISHED:
+            return STATE_FINISHED  # requeued after finishing (say, preempted while exiting)
         device = device_kind()
-        logger = CellLogger(MlflowClient(), self.grid_name, self.run_id, device)
+        logger = CellLogger(client, self.grid_name, self.run_id, device)
         checkpoint = RoundCheckpoint(self.checkpoint_dir, identity=self.run_id)
         try:
             store = FeatureStore(self.feature_store)

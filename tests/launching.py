@@ -75,16 +75,16 @@ def outcome(uri, run_id):
     return order, curve, rounds
 
 
+def rounds_saved(checkpoint):
+    """Rounds saved in a cell's round checkpoint directory (0 if absent, or being replaced)."""
+    with contextlib.suppress(OSError, ValueError):
+        return len(json.loads((checkpoint / "state.json").read_text())["state"]["rounds"])
+    return 0
+
+
 def checkpointed_rounds(state_dir):
-    """Rounds saved in each round checkpoint under a state directory (0 for an unreadable one,
-    being replaced right now)."""
-    counts = []
-    for path in state_dir.glob("*/checkpoints/*/state.json"):
-        rounds = 0
-        with contextlib.suppress(OSError, ValueError):
-            rounds = len(json.loads(path.read_text())["state"]["rounds"])
-        counts.append(rounds)
-    return counts
+    """Rounds saved in each cell's round checkpoint under a state directory."""
+    return [rounds_saved(path.parent) for path in state_dir.glob("*/checkpoints/*/state.json")]
 
 
 def cli(*args):

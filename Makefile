@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench slurm-up slurm-down clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,13 @@ test: install lint
 # Selection time and peak memory per strategy (20k and 200k pools); writes docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m bench.selection
+
+# A single-node SLURM cluster on this machine (root; Debian/Ubuntu), for trying the slurm executor.
+slurm-up:
+	cluster/local-slurm.sh up
+
+slurm-down:
+	cluster/local-slurm.sh down
 
 clean:
 	rm -rf results/demo .asvp mlflow.db mlruns

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 
 import benchmark.launch
 from benchmark.cli import main
-from benchmark.grid import load_grid
-from benchmark.launch import LaunchError, SlurmExecutor, check_tracking
+from benchmark.grid import expand_cells, load_grid
+from benchmark.launch import CellJob, LaunchError, SlurmExecutor, check_tracking
 
 
 def test_a_local_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
@@ -162,3 +162,19 @@ def test_grid_executor_settings_become_sbatch_options(tmp_path):
         "module load cuda",
     ):
         assert line in script, line
+
+
+def test_a_job_started_again_after_its_cell_finished_does_nothing(tmp_path):
+    """SLURM may requeue a job whose cell has just finished (preempted while exiting)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid_path = write_grid(tmp_path, "again")
+    run = ["run", str(grid_path), "--executor", "debug", "--tracking-uri", uri]
+    assert main([*run, "--strategy", "random"]) == 0
+    (run_id,) = runs_of(uri, "again")["run_id"]
+    grid = load_grid(grid_path)
+    (cell,) = [c for c in expand_cells(grid) if c.config.strategy == "random"]
+    job = CellJob(cell, "again", run_id, uri, str(tmp_path / "features"), str(tmp_path / "ck"))
+    assert job() == "finished"
+    tags = MlflowClient(uri).get_run(run_id).data.tags
+    assert tags["attempts"] == "1" and tags["state"] == "finished"
+    assert not (tmp_path / "ck").exists()

@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
+from mlflow.tracking import MlflowClient
+
 from benchmark.grid import (
     EXECUTOR_KINDS,
     Cell,
@@ -29,6 +32,16 @@ from benchmark.grid import (
     expand_cells,
     load_grid,
     resolve_tracking_uri,
+)
+from benchmark.launch import (
+    CellJob,
+    Executor,
+    LaunchError,
+    Submission,
+    check_tracking,
+    make_executor,
+    prepare_jobs,
+    submission_lock,
 )
 from benchmark.status import STATES, CellStatus, cell_statuses, count_states, wait_until_done
 
@@ -44,8 +57,6 @@ def _load(path: str) -> Grid:
 def _apply_tracking(grid: Grid, cli_uri: str | None) -> str:
     """Point MLflow (this process and the jobs it starts) at the resolved store; returns its
     URI (MLflow's default made absolute, so that jobs elsewhere find the same file)."""
-    import mlflow
-
     uri = resolve_tracking_uri(grid, cli_uri)
     if uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -58,10 +69,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cells = expand_cells(grid)
     print(f"{args.grid}: valid grid {grid.name!r}, {len(cells)} cells")
     return 0
-
-
-def _describe(status: CellStatus, action: str) -> None:
-    print(f"  {action:9s} {status.state:8s} {status.cell.run_key}  {status.cell.run_name}")
 
 
 def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
@@ -93,34 +100,12 @@ def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
     return cells
 
 
-def _statuses(client, grid: Grid, args: argparse.Namespace) -> list[CellStatus]:
+def _statuses(client: MlflowClient, grid: Grid, args: argparse.Namespace) -> list[CellStatus]:
     statuses = cell_statuses(client, grid, _select_cells(expand_cells(grid), args))
     return [s for s in statuses if not args.state or s.state in args.state]
 
 
-def _plan(statuses: list[CellStatus], force: bool) -> tuple[list[CellStatus], list[str]]:
-    """The cells to submit, and why each other one is skipped. A live cell (queued or running)
-    is never submitted again, even with ``--force``."""
-    todo, notes = [], []
-    for status in statuses:
-        if status.live:
-            notes.append(f"{status.cell.run_name}: {status.state} ({status.detail}), not submitted")
-        elif status.state != "finished" or force:
-            todo.append(status)
-    return todo, notes
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
-    from benchmark.launch import (
-        LaunchError,
-        check_tracking,
-        make_executor,
-        prepare_jobs,
-        submission_lock,
-    )
-
     grid = _load(args.grid)
     uri = _apply_tracking(grid, args.tracking_uri)
     kind = args.executor or grid.executor.kind
@@ -134,39 +119,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, max_parallel=args.max_parallel)
     executor = make_executor(kind, grid, settings)
     client = MlflowClient()
-    with submission_lock(grid):
+    started = time.perf_counter()
+    with submission_lock(grid):  # decided and submitted by one driver at a time
         statuses = _statuses(client, grid, args)
-        todo, notes = _plan(statuses, args.force)
-        finished = sum(s.state == "finished" for s in statuses)
-        print(
-            f"grid {grid.name!r}: {len(statuses)} cells, {finished} finished, "
-            f"{len(todo)} to run ({kind})"
-        )
-        for note in notes:
-            print(f"  skip: {note}")
+        todo = _plan(grid, statuses, args.force, kind)
         if args.dry_run:
-            chosen = {s.cell.run_key for s in todo}
-            for status in statuses:
-                _describe(status, "run" if status.cell.run_key in chosen else "skip")
+            _describe(statuses, todo)
             return 0
-        submissions = []
-        if todo:
-            cells = [(status.cell, status.run) for status in todo]
-            threads = executor.threads(len(todo))
-            jobs = prepare_jobs(client, grid, cells, uri, args.force, threads)
-        started = time.perf_counter()
-        if todo and kind == "slurm":
-            submissions = executor.submit(client, jobs, lambda submission: None)
-            print(f"submitted {len(submissions)} cells to SLURM: jobs {_job_range(submissions)}")
-            print(f"logs: {Path(submissions[0].log_path).parent.parent}")
-    if todo and kind != "slurm":
-        submissions = executor.submit(client, jobs, _progress_printer(started))
-        failed = [s for s in submissions if s.state != "finished"]
-        print(
-            f"ran {len(submissions)} cells in {time.perf_counter() - started:.0f}s, "
-            f"{len(failed)} failed"
-        )
-        return 1 if failed else 0
+        jobs = _prepare(client, grid, executor, todo, uri, args.force)
+        if kind == "slurm":
+            submissions = _submit_to_slurm(executor, client, jobs)
+    if kind != "slurm":
+        return _run_here(executor, client, jobs, started)
     followed = [s.cell for s in submissions] + [s.cell for s in statuses if s.live]
     if not args.wait or not followed:
         if followed:
@@ -178,7 +142,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _job_range(submissions: list) -> str:
+def _plan(grid: Grid, statuses: list[CellStatus], force: bool, kind: str) -> list[CellStatus]:
+    """The cells to submit; says why the others are skipped. A live cell (queued or running)
+    is never submitted again, even with ``--force``."""
+    todo = [s for s in statuses if not s.live and (s.state != "finished" or force)]
+    finished = sum(s.state == "finished" for s in statuses)
+    print(
+        f"grid {grid.name!r}: {len(statuses)} cells, {finished} finished, "
+        f"{len(todo)} to run ({kind})"
+    )
+    for status in statuses:
+        if status.live:
+            print(f"  skip: {status.cell.run_name}: {status.state} ({status.detail})")
+    return todo
+
+
+def _describe(statuses: list[CellStatus], todo: list[CellStatus]) -> None:
+    chosen = {s.cell.run_key for s in todo}
+    for status in statuses:
+        action = "run" if status.cell.run_key in chosen else "skip"
+        print(f"  {action:5s} {status.state:8s} {status.cell.run_key}  {status.cell.run_name}")
+
+
+def _prepare(
+    client: MlflowClient,
+    grid: Grid,
+    executor: Executor,
+    todo: list[CellStatus],
+    uri: str,
+    force: bool,
+) -> list[CellJob]:
+    """Open (or reuse) each chosen cell's run and build its job."""
+    if not todo:
+        return []
+    cells = [(status.cell, status.run) for status in todo]
+    return prepare_jobs(client, grid, cells, uri, force, executor.threads(len(todo)))
+
+
+def _submit_to_slurm(
+    executor: Executor, client: MlflowClient, jobs: list[CellJob]
+) -> list[Submission]:
+    if not jobs:
+        return []
+    submissions = executor.submit(client, jobs, lambda submission: None)
+    print(f"submitted {len(submissions)} cells to SLURM: jobs {_job_range(submissions)}")
+    print(f"logs: {Path(submissions[0].log_path).parent.parent}")
+    return submissions
+
+
+def _run_here(executor: Executor, client: MlflowClient, jobs: list[CellJob], started: float) -> int:
+    """The local and debug executors: run the jobs to the end, printing each outcome."""
+    if not jobs:
+        return 0
+    submissions = executor.submit(client, jobs, _progress_printer(started))
+    failed = [s for s in submissions if s.state != "finished"]
+    elapsed = time.perf_counter() - started
+    print(f"ran {len(submissions)} cells in {elapsed:.0f}s, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _job_range(submissions: list[Submission]) -> str:
     ids = [s.job_id for s in submissions]
     return ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}"
 
@@ -209,8 +232,6 @@ def _change_printer(started: float):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     grid = _load(args.grid)
     _apply_tracking(grid, args.tracking_uri)
     statuses = _statuses(MlflowClient(), grid, args)
@@ -227,8 +248,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     from benchmark.report import discrepancy_table, read_curves, table2, write_report
 
     grid = _load(args.grid)

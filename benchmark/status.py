@@ -46,6 +46,7 @@ STATES = ("pending", "running", "finished", "failed")
 _SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 _SLURM_WAITING |= {"CONFIGURING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 _SLURM_RUNNING = {"RUNNING", "COMPLETING"}
+_ENDED = (STATE_FINISHED, STATE_FAILED)  # run states after which the job no longer matters
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,6 @@ def cell_statuses(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[C
     ]
     jobs = slurm_job_states(filter(None, slurm_ids))
     return [_status(cell, runs.get(cell.run_key), jobs) for cell in cells]
-
-
-_ENDED = (STATE_FINISHED, STATE_FAILED)
 
 
 def _status(cell: Cell, run: Run | None, jobs: dict[str, str] | None) -> CellStatus:

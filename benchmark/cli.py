@@ -87,8 +87,9 @@ def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
         wanted = getattr(args, name)
         if not wanted:
             continue
+        wanted = set(map(str, wanted))
         known = set().union(*(names_of(cell) for cell in cells))
-        unknown = sorted(set(map(str, wanted)) - known)
+        unknown = sorted(wanted - known)
         if unknown:
             print(
                 f"error: --{name} {', '.join(unknown)} matches no cell of the grid; "
@@ -96,7 +97,7 @@ def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
                 file=sys.stderr,
             )
             raise SystemExit(2)
-        cells = [cell for cell in cells if names_of(cell) & set(map(str, wanted))]
+        cells = [cell for cell in cells if names_of(cell) & wanted]
     return cells
 
 

@@ -33,7 +33,7 @@ import math
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, Run, RunTag
@@ -102,23 +102,26 @@ def _grid_run_list(
             return
 
 
-def current_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
-    """Per run key, the run that status and resumption look at: the newest not superseded."""
+def _newest_runs(
+    client: MlflowClient, grid_name: str, keep: Callable[[Run], bool]
+) -> dict[str, Run]:
+    """Per run key, the newest run of the grid's experiment that ``keep`` accepts."""
     runs: dict[str, Run] = {}
-    for run in _grid_run_list(client, grid_name):
-        if run_state(run) != STATE_SUPERSEDED and "run_key" in run.data.tags:
+    for run in _grid_run_list(client, grid_name):  # oldest first: the newest wins
+        if "run_key" in run.data.tags and keep(run):
             runs[run.data.tags["run_key"]] = run
     return runs
+
+
+def current_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
+    """Per run key, the run that status and resumption look at: the newest not superseded."""
+    return _newest_runs(client, grid_name, lambda run: run_state(run) != STATE_SUPERSEDED)
 
 
 def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
     """Per run key, the newest finished run (what reports read): a forced re-run still in
     progress does not hide the finished result it is to replace."""
-    runs: dict[str, Run] = {}
-    for run in _grid_run_list(client, grid_name):
-        if run_state(run) == STATE_FINISHED and "run_key" in run.data.tags:
-            runs[run.data.tags["run_key"]] = run
-    return runs
+    return _newest_runs(client, grid_name, lambda run: run_state(run) == STATE_FINISHED)
 
 
 def run_state(run: Run | None) -> str | None:
@@ -178,6 +181,7 @@ class CellLogger:
         self.grid_name = grid_name
         self.run_id = run_id
         run = client.get_run(run_id)
+        self.run_key = run.data.tags["run_key"]
         attempts = int(run.data.tags.get("attempts", "0")) + 1
         tags = {
             "device": device,
@@ -233,8 +237,7 @@ class CellLogger:
 
     def _supersede_older_runs(self) -> None:
         """After a forced re-run finishes, the runs it replaces stop being the cell's result."""
-        run_key = self.client.get_run(self.run_id).data.tags["run_key"]
-        for run in _grid_run_list(self.client, self.grid_name, run_key):
+        for run in _grid_run_list(self.client, self.grid_name, self.run_key):
             if run.info.run_id != self.run_id and run_state(run) != STATE_SUPERSEDED:
                 self.client.set_tag(run.info.run_id, "state", STATE_SUPERSEDED)
                 self.client.set_tag(run.info.run_id, "superseded_by", self.run_id)

@@ -92,6 +92,13 @@ class CellConfig:
     ``strategy_options`` are the strategy's keyword options (``asvp.strategies``);
     ``discrepancy_analysis`` makes svpp and asvp cells also log what the just fine-tuned model
     would have selected (the paper's Figures 4-5; it costs one pool scoring per round).
+    ``backbone_options`` are the backbone's keyword options (its checkpoint file, CLIP's
+    embedding, ...; :func:`asvp.models.backbones.load_backbone`).
+
+    Where things are, not what they are (never part of a run key): ``data_root`` (the datasets'
+    root folder), ``download`` (let torchvision download a missing dataset) and
+    ``keep_updated_features`` (keep ASVP's re-extracted features in the feature store after the
+    cell finishes; by default they are removed then).
     """
 
     dataset: str
@@ -109,3 +116,7 @@ class CellConfig:
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     strategy_options: dict = field(default_factory=dict)
     discrepancy_analysis: bool = True
+    backbone_options: dict = field(default_factory=dict)
+    data_root: str = "data"
+    download: bool = False
+    keep_updated_features: bool = False

@@ -27,6 +27,11 @@ with the same strategy and random stream; what it would have picked is recorded 
 proxy's picks (:mod:`asvp.discrepancy`). That compute is ``analysis``: neither sampling nor
 evaluation.
 
+Two more kinds of cell: ``full`` fine-tunes once on the whole pool (the upper bound line of the
+paper's revised Figure 11), and the strategy ``replay`` (:mod:`asvp.strategies.replay`) labels
+in the order of a saved index list, such as the official code's ``alidx.npy``, so that an
+external run is evaluated at this grid's budgets, cell by cell.
+
 The seed fixes the initial labelled set (shared by every cell of a dataset and seed) and, per
 round, the fine-tune, the proxy and random selection, so a round can be replayed exactly.
 
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -64,7 +70,9 @@ from asvp.features import FeatureStore
 from asvp.hashing import index_hash
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
+from asvp.progress import Progress
 from asvp.strategies import Representation, SelectionRequest, select, strategy_inputs
+from asvp.strategies.replay import REPLAY, replayed_order
 from asvp.timing import PhaseTimer
 from asvp.training import (
     TRAIN_METHODS,
@@ -78,9 +86,10 @@ from asvp.training import (
 )
 from asvp.trigger import FeatureUpdateRule, UpdateDecision
 
-PIPELINES = ("random", "standard", "svpp", "asvp")
+PIPELINES = ("random", "standard", "svpp", "asvp", "full")
 PIPELINE_TRAIN_METHODS = {
     "random": TRAIN_METHODS,
+    "full": TRAIN_METHODS,  # the upper bound: one fine-tune on the whole pool
     "standard": TRAIN_METHODS,
     "svpp": TRAIN_METHODS,
     "asvp": (*TRAIN_METHODS, "auto"),  # auto: LP-FT before the first feature update, FT after
@@ -131,11 +140,15 @@ class _Scoring:
 @dataclass
 class CellResult:
     """Every round's record and the labelled set in the order it was labelled.
-    ``resumed_rounds`` counts the rounds restored from a checkpoint (0: a fresh start)."""
+    ``resumed_rounds`` counts the rounds restored from a checkpoint (0: a fresh start);
+    ``artifacts`` are the dataset's arrays to keep with the run (CIFAR-10-LT's kept indices);
+    ``weights_sha256`` identifies the pre-trained weights the cell started from."""
 
     rounds: list[RoundRecord] = field(default_factory=list)
     labeled_order: list[int] = field(default_factory=list)
     resumed_rounds: int = 0
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+    weights_sha256: str = ""
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -187,10 +200,19 @@ class CellRunner:
         self.checkpoint = checkpoint
         self._delivered = 0  # rounds handed to on_round
         self.timer = PhaseTimer(self.device)
-        self.split: Split = load_dataset(config.dataset, **config.dataset_options)
-        self.inputs = strategy_inputs(config.strategy)
+        self.split: Split = load_dataset(
+            config.dataset,
+            root=config.data_root,
+            download=config.download,
+            **config.dataset_options,
+        )
+        # the full-data cell labels the whole pool at once (DESIGN.md, the upper bound line)
+        self.budgets = (len(self.split.pool),) if config.pipeline == "full" else config.budgets
+        # the full-data cell never selects: its strategy ("all") is no registered strategy
+        self.inputs = frozenset() if config.pipeline == "full" else strategy_inputs(config.strategy)
         self.model_selects = bool(self.inputs & MODEL_INPUTS)
         self.features: _Features | None = None
+        self._update_keys: list[dict[str, Any]] = []  # this cell's re-extraction entries
         self._backbone: Backbone | None = None  # the one fine-tuned this round (in the model)
         self.rule = (
             FeatureUpdateRule(config.trigger, derive_seed(config.seed, "indicator"))
@@ -201,7 +223,18 @@ class CellRunner:
     # -- phases -------------------------------------------------------------------------
 
     def _fresh_backbone(self) -> Backbone:
-        return load_backbone(self.config.backbone)
+        return load_backbone(self.config.backbone, **self.config.backbone_options)
+
+    def _initial_labeled_set(self) -> np.ndarray:
+        """The seed's random initial set; all of the pool for the full-data cell; the first
+        ``budgets[0]`` entries of the replayed order for ``replay`` (the external run's own
+        initial set, as in the official code's ``alidx.npy``)."""
+        config, size = self.config, self.budgets[0]
+        if config.pipeline == "full":
+            return np.arange(len(self.split.pool), dtype=np.int64)
+        if config.strategy == REPLAY:
+            return replayed_order(config.strategy_options["order"], len(self.split.pool))[:size]
+        return initial_labeled_set(len(self.split.pool), size, config.seed)
 
     def _pretrained_features(self) -> None:
         """Pool features of the frozen pre-trained backbone, through the feature store."""
@@ -220,16 +253,18 @@ class CellRunner:
         }
         stored = self.store.get_or_extract(key, lambda: self._extract(backbone), self.device)
         self.timer.seconds["extract_features"] += stored.extract_seconds
-        self.features = _Features(torch.from_numpy(np.array(stored.features)).to(self.device))
+        self.features = _Features(self._to_device(stored.features))
 
     def _extract(self, backbone: Backbone) -> torch.Tensor:
+        pool_size = len(self.split.pool)
         return extract_features(
             backbone,
             self.split.pool,
-            np.arange(len(self.split.pool)),
+            np.arange(pool_size),
             self.config.image_size,
             self.config.finetune.eval_batch_size,
             self.device,
+            Progress(f"{self.config.dataset} pool features ({backbone.name})", pool_size),
         )
 
     def _train_method(self) -> str:
@@ -287,13 +322,37 @@ class CellRunner:
             )
             return self.rule.decide(labels_used, is_last, features, self.split.pool.labels[labeled])
 
-    def _update_features(self) -> None:
-        """ASVP feature alignment: pool features from the backbone just fine-tuned."""
+    def _update_key(self, version: int, labeled: np.ndarray) -> dict[str, Any]:
+        """The feature-store key of this cell's ``version``-th re-extraction, made by the model
+        fine-tuned on ``labeled``: an entry per cell, never shared with another cell."""
+        return {
+            "kind": "asvp_update",
+            "cell": cell_digest(self.config),
+            "version": version,
+            "labeled": index_hash(labeled),
+        }
+
+    def _update_features(self, labeled: np.ndarray) -> None:
+        """ASVP feature alignment: pool features from the backbone just fine-tuned, kept in the
+        feature store as an entry of their own (float16, as the pre-trained features: a
+        resumed cell reads bit for bit what an uninterrupted cell holds in memory)."""
         assert self.features is not None and self._backbone is not None
-        with self.timer.phase("update_extract"):
-            # float16, as the store keeps the pre-trained features: a resumed cell reads the
-            # checkpointed copy, bit for bit what an uninterrupted cell holds in memory
-            self.features.replace(self._extract(self._backbone).to(torch.float16))
+        backbone = self._backbone
+        key = self._update_key(self.features.version + 1, labeled)
+        self._update_keys.append(key)
+        stored = self.store.get_or_extract(key, lambda: self._extract(backbone), self.device)
+        self.timer.seconds["update_extract"] += stored.extract_seconds
+        self.features.replace(self._to_device(stored.features))
+
+    def _to_device(self, features: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(features)).to(self.device)
+
+    def _remove_updated_features(self) -> None:
+        """Delete this cell's re-extractions once it has finished (unless the grid keeps
+        them): they are of no use to any other cell."""
+        if not self.config.keep_updated_features:
+            for key in self._update_keys:
+                self.store.remove(key)
 
     def _rows(self, ids: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(ids).to(self.device)
@@ -409,7 +468,7 @@ class CellRunner:
 
     def run(self) -> CellResult:
         config = self.config
-        budgets = config.budgets
+        budgets = self.budgets
         if config.pipeline in ("svpp", "asvp") or "features" in self.inputs:
             self._pretrained_features()
         result = self._restore()
@@ -426,7 +485,7 @@ class CellRunner:
             model = self._fine_tune(round_index, labeled, method)
             test_acc = self._test_accuracy(model)
             if updating:
-                self._update_features()
+                self._update_features(labeled)
             selected = np.empty(0, dtype=np.int64)
             model_selected, discrepancy = None, None
             if not is_last:
@@ -450,6 +509,9 @@ class CellRunner:
             self._save(result)
             self._deliver(result)
         self._deliver(result, final=True)
+        self._remove_updated_features()
+        result.artifacts = dict(self.split.artifacts)
+        result.weights_sha256 = self._fresh_backbone().weights_sha256
         return result
 
     # -- checkpoints and delivery -------------------------------------------------------
@@ -457,39 +519,48 @@ class CellRunner:
     def _restore(self) -> CellResult:
         """The rounds saved by an earlier attempt, or a fresh start at the initial set."""
         saved = self.checkpoint.read() if self.checkpoint is not None else None
+        if saved is not None and not self._restore_features(saved[0]):
+            print("round checkpoint: its updated features are gone; starting the cell again")
+            saved = None
         if saved is None:
-            config = self.config
-            initial = initial_labeled_set(len(self.split.pool), config.budgets[0], config.seed)
-            return CellResult(labeled_order=initial.tolist())
-        state, arrays = saved
+            return CellResult(labeled_order=self._initial_labeled_set().tolist())
+        state, _ = saved
         if self.rule is not None:
             self.rule.load_state_dict(state["rule"])
-        if state["feature_version"] > 0:
-            assert self.features is not None
-            pool = np.array(arrays[_features_file(state["feature_version"])])
-            self.features.pool = torch.from_numpy(pool).to(self.device)
-            self.features.version = state["feature_version"]
         self._delivered = state["delivered"]
         rounds = [RoundRecord.from_dict(record) for record in state["rounds"]]
         return CellResult(rounds, list(state["labeled_order"]), resumed_rounds=len(rounds))
+
+    def _restore_features(self, state: dict[str, Any]) -> bool:
+        """Put back the features of the checkpoint's last update (False if its entry is no
+        longer valid in the store)."""
+        if state["feature_version"] == 0:
+            return True
+        keys = state.get("update_keys")
+        if not keys:
+            return False
+        assert self.features is not None
+        stored = self.store.get(keys[-1])
+        if stored is None:
+            return False
+        self._update_keys = list(keys)
+        self.features.pool = self._to_device(stored.features)
+        self.features.version = state["feature_version"]
+        return True
 
     def _save(self, result: CellResult) -> None:
         if self.checkpoint is None:
             return
         version = self.features.version if self.features is not None else 0
-        arrays = {}
-        if version > 0:
-            assert self.features is not None
-            pool = self.features.pool
-            arrays[_features_file(version)] = lambda: pool.cpu().numpy()
         state = {
+            "update_keys": self._update_keys,
             "rounds": [dataclasses.asdict(record) for record in result.rounds],
             "labeled_order": result.labeled_order,
             "rule": self.rule.state_dict() if self.rule is not None else None,
             "feature_version": version,
             "delivered": self._delivered,
         }
-        self.checkpoint.write(state, arrays)
+        self.checkpoint.write(state, {})
 
     def _deliver(self, result: CellResult, final: bool = False) -> None:
         """Hand the finished rounds not yet handed over to ``on_round``, in order."""
@@ -557,5 +628,10 @@ def run_cell(
     return CellRunner(config, feature_store, torch.device(device), on_round, checkpoint).run()
 
 
-def _features_file(version: int) -> str:
-    return f"features_v{version}.npy"
+def cell_digest(config: CellConfig) -> str:
+    """A hash of everything in ``config`` that determines results (paths and storage choices
+    left out): names the cell's own feature-store entries."""
+    fields = dataclasses.asdict(config)
+    for where in ("data_root", "download", "keep_updated_features"):
+        fields.pop(where)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()

@@ -36,9 +36,7 @@ from benchmark.grid import (
 from benchmark.launch import (
     CellJob,
     Executor,
-    LaunchError,
     Submission,
-    check_tracking,
     make_executor,
     prepare_jobs,
     submission_lock,
@@ -46,9 +44,9 @@ from benchmark.launch import (
 from benchmark.status import STATES, CellStatus, cell_statuses, count_states, wait_until_done
 
 
-def _load(path: str) -> Grid:
+def _load(path: str, check_data: bool = True) -> Grid:
     try:
-        return load_grid(path)
+        return load_grid(path, check_data=check_data)
     except GridError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from error
@@ -106,15 +104,42 @@ def _statuses(client: MlflowClient, grid: Grid, args: argparse.Namespace) -> lis
     return [s for s in statuses if not args.state or s.state in args.state]
 
 
+def _passes_preflight(args: argparse.Namespace) -> bool:
+    """Run the preflight (:mod:`benchmark.preflight`) and print what it found; False if
+    anything is missing."""
+    from benchmark.preflight import preflight, with_kind
+
+    started = time.perf_counter()
+    grid = _load(args.grid, check_data=False)
+    uri = _apply_tracking(grid, args.tracking_uri)
+    settings = with_kind(grid.executor, args.executor)
+    found = preflight(grid, settings, uri, grid.tracking.allow_sqlite)
+    elapsed = time.perf_counter() - started
+    for note in found.notes:
+        print(f"preflight: {note}")
+    if not found.problems:
+        print(f"preflight: {args.grid}: data, checkpoint, tracking and executor ready")
+        return True
+    print(
+        f"preflight: {args.grid}: {len(found.problems)} problem(s) found in {elapsed:.0f}s; "
+        "nothing was submitted",
+        file=sys.stderr,
+    )
+    for problem in found.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return False
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    return 0 if _passes_preflight(args) else 2
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if not _passes_preflight(args):
+        return 2
     grid = _load(args.grid)
     uri = _apply_tracking(grid, args.tracking_uri)
     kind = args.executor or grid.executor.kind
-    try:
-        check_tracking(kind, uri, grid.tracking.allow_sqlite)
-    except LaunchError as error:
-        print(f"error: {args.grid}: {error}", file=sys.stderr)
-        return 2
     settings = grid.executor
     if args.max_parallel:
         settings = dataclasses.replace(settings, max_parallel=args.max_parallel)
@@ -311,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--poll-seconds", type=float, default=15.0, help="--wait's poll interval")
     _add_common(run)
     run.set_defaults(func=cmd_run)
+    check = commands.add_parser(
+        "preflight", help="check data, checkpoint, tracking and executor; submit nothing"
+    )
+    check.add_argument("grid")
+    check.add_argument("--executor", choices=EXECUTOR_KINDS, help="overrides executor.kind")
+    check.add_argument("--tracking-uri", help=TRACKING_HELP)
+    check.set_defaults(func=cmd_preflight)
     status = commands.add_parser("status", help="every cell's state, job id and log")
     status.add_argument("grid")
     _add_common(status)

@@ -12,13 +12,24 @@ identity, tracking, resume"). The example grid below shows every key::
       - name: mnist5k                # one of asvp.data.available_datasets()
         options: {test_size: 500}    # optional; keyword arguments of the dataset's loader
         budgets: [20, 40, 60]        # cumulative label counts, strictly increasing, <= pool size
-    backbone: efficientnet_lite0     # one of asvp.models.backbones.available_backbones()
+        executor: {mem_gb: 32}       # optional; this dataset's own executor (SLURM) settings
+        backbone: {name: resnet18_cifar_simsiam, options: {checkpoint: FILE}}  # optional
+        image_size: 32               # optional; this dataset's own image size
+        finetune: {epochs: 130}      # optional; fields of finetune, linear_probe and proxy
+                                     # set for this dataset (merged over the grid's sections)
+    backbone: efficientnet_lite0     # one of asvp.models.backbones.available_backbones(), or
+                                     # {name: resnet50_byol_eman, options: {checkpoint: FILE}}
     image_size: 48                   # default 224
+    data_root: ${ASVP_DATA:-data}    # datasets' root folder (default data); not in run keys
+    download: false                  # let torchvision download missing datasets
+    full_data: false                 # add a full-data cell (FT on the whole pool) per seed
+    keep_updated_features: false     # keep ASVP's re-extracted features after a cell ends
     seeds: [0, 1]                    # distinct integers >= 0
     strategies:                      # must contain "random" (the baseline of every ratio)
       - random
       - margin
       - {name: badge, options: {candidates: 5000}}   # keyword options of the strategy
+      - {name: replay, label: official, options: {order: alidx.npy}}  # label: its table name
     pipelines:                       # standard: ft | lpft; svpp: ft | lpft; asvp: ft | lpft | auto
       - {pipeline: svpp, train_method: lpft}
       - {pipeline: asvp, train_method: auto, trigger: {rule: ped}, strategies: [margin]}
@@ -107,10 +118,12 @@ from typing import Any
 import yaml
 
 from asvp.config import CellConfig, FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
-from asvp.data import available_datasets, load_dataset
-from asvp.models.backbones import available_backbones
+from asvp.data import DatasetNotFoundError, available_datasets, load_dataset
+from asvp.hashing import file_sha256
+from asvp.models.backbones import available_backbones, check_backbone_options
 from asvp.pipelines import PIPELINE_TRAIN_METHODS
 from asvp.strategies import available_strategies, check_strategy_options
+from asvp.strategies.replay import REPLAY, replayed_order
 from asvp.training import TRAIN_METHODS
 from asvp.trigger import TRIGGER_RULES, check_ped_settings
 
@@ -142,8 +155,16 @@ RESULTS_VERSION: int = 2  # 2: ASVP's re-extracted features are float16, as the 
 RANDOM = "random"
 """The random baseline's strategy name, and its pipeline name in cells and run names."""
 
+FULL_DATA = "full"
+"""The full-data cell's pipeline name (``full_data: true``); its strategy is :data:`ALL`."""
+
+ALL = "all"
+"""The full-data cell's strategy label: every pool image is labelled at once."""
+
 GRID_PIPELINES: dict[str, tuple[str, ...]] = {
-    name: methods for name, methods in PIPELINE_TRAIN_METHODS.items() if name != RANDOM
+    name: methods
+    for name, methods in PIPELINE_TRAIN_METHODS.items()
+    if name not in (RANDOM, FULL_DATA)
 }
 """The pipelines a grid's ``pipelines`` list may name, with the train methods each accepts."""
 
@@ -153,7 +174,8 @@ EXECUTOR_KINDS = ("debug", "local", "slurm")
 _TOP_LEVEL_KEYS = (
     "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
     "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "costs", "executor",
-    "tracking", "feature_store", "state_dir", "discrepancy_analysis",
+    "tracking", "feature_store", "state_dir", "discrepancy_analysis", "data_root", "download",
+    "keep_updated_features", "full_data",
 )
 # fmt: on
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -231,11 +253,18 @@ class TrackingSettings:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of a grid: registry name, loader options and cumulative label budgets."""
+    """One dataset of a grid: registry name, loader options and cumulative label budgets, and
+    what it sets for itself over the grid's values: ``backbone`` (name and options),
+    ``image_size``, the fields of ``finetune``, ``linear_probe`` and ``proxy`` it overrides
+    (``sections``) and its executor settings (its SLURM resources)."""
 
     name: str
     options: dict[str, Any]
     budgets: tuple[int, ...]
+    executor: dict[str, Any] = field(default_factory=dict)
+    backbone: tuple[str, dict[str, Any]] | None = None
+    image_size: int | None = None
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,10 +273,11 @@ class StrategySpec:
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    given_label: str | None = None  # the grid's ``label:``, for long options (replay's file)
 
     @property
     def label(self) -> str:
-        return strategy_label(self.name, self.options)
+        return self.given_label or strategy_label(self.name, self.options)
 
 
 @dataclass(frozen=True)
@@ -275,6 +305,7 @@ class Grid:
     path: Path
     datasets: list[DatasetSpec]
     backbone: str
+    backbone_options: dict[str, Any]
     image_size: int
     seeds: list[int]
     strategies: list[StrategySpec]
@@ -290,10 +321,27 @@ class Grid:
     feature_store: str
     state_dir: str = ".asvp/state"
     discrepancy_analysis: bool = True
+    data_root: str = "data"
+    download: bool = False
+    keep_updated_features: bool = False
+    full_data: bool = False
 
     @property
     def tracking_uri(self) -> str | None:
         return self.tracking.uri
+
+    def backbones(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every backbone the grid's cells use (name and options), the grid's own first."""
+        used = [(self.backbone, self.backbone_options)]
+        for spec in self.datasets:
+            if spec.backbone is not None and spec.backbone not in used:
+                used.append(spec.backbone)
+        return used
+
+    def executor_for(self, dataset: str, settings: ExecutorSettings) -> ExecutorSettings:
+        """``settings`` with the dataset's own executor overrides (its SLURM resources)."""
+        spec = next(spec for spec in self.datasets if spec.name == dataset)
+        return dataclasses.replace(settings, **spec.executor)
 
     @property
     def cell_state_dir(self) -> Path:
@@ -346,7 +394,7 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
             "name", name, "letters, digits, '_', '.' and '-' only (an MLflow experiment name)"
         )
     description = check.typed(data.get("description", ""), str, "description")
-    backbone = check.choice(data.get("backbone", _ABSENT), "backbone", available_backbones())
+    backbone, backbone_options = _read_backbone(check, data.get("backbone", _ABSENT), "backbone")
     image_size = check.typed(data.get("image_size", 224), int, "image_size")
     if isinstance(image_size, int) and image_size < 1:
         check.bad("image_size", image_size, "an integer >= 1")
@@ -373,7 +421,16 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
     feature_store = check.typed(data.get("feature_store", ".asvp/features"), str, "feature_store")
     state_dir = check.typed(data.get("state_dir", ".asvp/state"), str, "state_dir")
     discrepancy = check.typed(data.get("discrepancy_analysis", True), bool, "discrepancy_analysis")
-    datasets = _read_datasets(check, data.get("datasets", _ABSENT), "datasets", check_data)
+    data_root = check.typed(data.get("data_root", "data"), str, "data_root")
+    download = check.typed(data.get("download", False), bool, "download")
+    keep_updated = check.typed(
+        data.get("keep_updated_features", False), bool, "keep_updated_features"
+    )
+    full_data = check.typed(data.get("full_data", False), bool, "full_data")
+    where = _DataLocation(data_root, download) if check_data and data_root is not _INVALID else None
+    datasets = _read_datasets(check, data.get("datasets", _ABSENT), "datasets", where)
+    if where is not None:
+        _check_replayed_orders(check, strategies, datasets, where)
     check.raise_if_errors()
     return Grid(
         name=name,
@@ -381,6 +438,7 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
         path=path,
         datasets=datasets,
         backbone=backbone,
+        backbone_options=backbone_options,
         image_size=image_size,
         seeds=seeds,
         strategies=strategies,
@@ -396,6 +454,10 @@ def load_grid(path: str | os.PathLike[str], *, check_data: bool = True) -> Grid:
         feature_store=feature_store,
         state_dir=state_dir,
         discrepancy_analysis=discrepancy,
+        data_root=data_root,
+        download=download,
+        keep_updated_features=keep_updated,
+        full_data=full_data,
     )
 
 
@@ -403,48 +465,77 @@ def expand_cells(grid: Grid) -> list[Cell]:
     """The grid's cells in a fixed order.
 
     For each dataset, for each seed: first the random-baseline cell (pipeline and strategy
-    ``random``, train method ``baseline.train_method``), then one cell per pipeline entry and
-    non-random strategy (those the entry is restricted to), in the order of the grid file.
+    ``random``, train method ``baseline.train_method``), then the full-data cell when
+    ``full_data`` is on (pipeline ``full``, strategy ``all``, the baseline's train method; no
+    budgets: it labels the whole pool), then one cell per pipeline entry and non-random strategy
+    (those the entry is restricted to), in the order of the grid file. Paths (data root,
+    checkpoint file, replayed order file) are resolved against the working directory.
     """
     baseline = PipelineSpec(RANDOM, grid.baseline_train_method)
-    combos = [(baseline, StrategySpec(RANDOM))] + [
-        (entry, strategy)
-        for entry in grid.pipelines
-        for strategy in grid.strategies
-        if strategy.name != RANDOM
-        and (entry.strategies is None or strategy.label in entry.strategies)
-    ]
+    full = [(PipelineSpec(FULL_DATA, grid.baseline_train_method), StrategySpec(ALL))]
+    combos = (
+        [(baseline, StrategySpec(RANDOM))]
+        + (full if grid.full_data else [])
+        + [
+            (entry, strategy)
+            for entry in grid.pipelines
+            for strategy in grid.strategies
+            if strategy.name != RANDOM
+            and (entry.strategies is None or strategy.label in entry.strategies)
+        ]
+    )
     cells = []
     for dataset in grid.datasets:
         for seed in grid.seeds:
             for entry, strategy in combos:
+                backbone, backbone_options = dataset.backbone or (
+                    grid.backbone,
+                    grid.backbone_options,
+                )
+                sections = {
+                    name: dataclasses.replace(getattr(grid, name), **dataset.sections.get(name, {}))
+                    for name in _DATASET_SECTIONS
+                }
                 config = CellConfig(
                     dataset=dataset.name,
-                    backbone=grid.backbone,
+                    backbone=backbone,
+                    backbone_options=_resolve_path_option(backbone_options, "checkpoint"),
                     pipeline=entry.pipeline,
                     strategy=strategy.name,
-                    strategy_options=copy.deepcopy(strategy.options),
+                    strategy_options=_resolve_path_option(strategy.options, "order"),
                     discrepancy_analysis=grid.discrepancy_analysis,
                     train_method=entry.train_method,
                     seed=seed,
-                    budgets=dataset.budgets,
-                    image_size=grid.image_size,
+                    budgets=() if entry.pipeline == FULL_DATA else dataset.budgets,
+                    image_size=dataset.image_size or grid.image_size,
                     dataset_options=copy.deepcopy(dataset.options),
-                    finetune=grid.finetune,
-                    linear_probe=grid.linear_probe,
-                    proxy=grid.proxy,
+                    finetune=sections["finetune"],
+                    linear_probe=sections["linear_probe"],
+                    proxy=sections["proxy"],
                     trigger=dataclasses.replace(grid.trigger, **entry.trigger_overrides),
+                    data_root=str(Path(grid.data_root).resolve()),
+                    download=grid.download,
+                    keep_updated_features=grid.keep_updated_features,
                 )
                 cells.append(
                     Cell(
                         config=config,
                         run_key=run_key(config),
-                        run_name=run_name(config, entry.label),
+                        run_name=run_name(config, entry.label, strategy.label),
                         pipeline_label=entry.label,
                         strategy_label=strategy.label,
                     )
                 )
     return cells
+
+
+def _resolve_path_option(options: dict[str, Any], name: str) -> dict[str, Any]:
+    """A copy of ``options`` with the file named by option ``name`` made absolute (jobs may
+    run in another working directory)."""
+    resolved = copy.deepcopy(options)
+    if isinstance(resolved.get(name), str):
+        resolved[name] = str(Path(resolved[name]).resolve())
+    return resolved
 
 
 def strategy_label(name: str, options: dict[str, Any]) -> str:
@@ -455,15 +546,15 @@ def strategy_label(name: str, options: dict[str, Any]) -> str:
     return f"{name}[{inner}]"
 
 
-def run_name(config: CellConfig, pipeline_label: str | None = None) -> str:
+def run_name(
+    config: CellConfig, pipeline_label: str | None = None, label: str | None = None
+) -> str:
     """The MLflow run name ``dataset/backbone/pipeline-train_method/strategy/s<seed>``, the
-    strategy written as its label (:func:`strategy_label`) and the pipeline as
+    strategy written as ``label`` when given (else :func:`strategy_label`) and the pipeline as
     ``pipeline_label`` when given (a pipeline entry with trigger overrides)."""
     pipeline = pipeline_label or f"{config.pipeline}-{config.train_method}"
-    return (
-        f"{config.dataset}/{config.backbone}/{pipeline}"
-        f"/{strategy_label(config.strategy, config.strategy_options)}/s{config.seed}"
-    )
+    strategy = label or strategy_label(config.strategy, config.strategy_options)
+    return f"{config.dataset}/{config.backbone}/{pipeline}/{strategy}/s{config.seed}"
 
 
 def scientific_config(config: CellConfig) -> dict[str, Any]:
@@ -472,8 +563,13 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
     Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
     seed, budgets and finetune; plus linear_probe when the train method is ``lpft`` or ``auto``,
     proxy for ``svpp`` and ``asvp``, trigger for ``asvp`` only; strategy_options when given;
-    discrepancy_analysis for ``svpp`` and ``asvp``. Sections a cell does not use are left out,
-    so that changing them does not change its run key.
+    discrepancy_analysis for ``svpp`` and ``asvp``; backbone_options when given. Sections a cell
+    does not use are left out, so that changing them does not change its run key.
+
+    Files are identified by what they are, not where they are: the backbone's checkpoint by its
+    file name (its SHA-256 is a tag of the run and part of every feature-store key; hashing
+    gigabytes for every ``status`` would be slow), the replayed order by its content's SHA-256.
+    The data root and ``download`` are not part of it.
     """
     resolved: dict[str, Any] = {
         "dataset": config.dataset,
@@ -489,14 +585,33 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
     }
     if config.train_method in ("lpft", "auto"):
         resolved["linear_probe"] = dataclasses.asdict(config.linear_probe)
+    if config.backbone_options:
+        resolved["backbone_options"] = _named_by_file_name(config.backbone_options, "checkpoint")
     if config.strategy_options:
-        resolved["strategy_options"] = config.strategy_options
+        resolved["strategy_options"] = _named_by_content(config.strategy_options, "order")
     if config.pipeline in ("svpp", "asvp"):
         resolved["proxy"] = dataclasses.asdict(config.proxy)
         resolved["discrepancy_analysis"] = config.discrepancy_analysis
     if config.pipeline == "asvp":
         resolved["trigger"] = dataclasses.asdict(config.trigger)
     return _json_ready(resolved)
+
+
+def _named_by_file_name(options: dict[str, Any], name: str) -> dict[str, Any]:
+    if not isinstance(options.get(name), str):
+        return options
+    return {**options, name: Path(options[name]).name}
+
+
+def _named_by_content(options: dict[str, Any], name: str) -> dict[str, Any]:
+    if not isinstance(options.get(name), str):
+        return options
+    return {**options, name: f"sha256:{_order_sha256(str(Path(options[name]).resolve()))}"}
+
+
+@functools.lru_cache(maxsize=64)
+def _order_sha256(path: str) -> str:
+    return file_sha256(path) if Path(path).is_file() else "missing"
 
 
 def run_key(config: CellConfig) -> str:
@@ -688,10 +803,34 @@ def _read_strategies(check: _Checker, value: Any, key: str) -> list[StrategySpec
     return strategies
 
 
+def _read_backbone(check: _Checker, value: Any, key: str) -> tuple[str, dict[str, Any]]:
+    """The backbone: a registered name, or ``{name, options}`` (its checkpoint file, ...).
+    Options are checked by the backbone's own rules, without reading any file."""
+    if isinstance(value, dict):
+        if not check.mapping(value, key, ("name", "options")):
+            return _INVALID, {}
+        name = check.choice(value.get("name", _ABSENT), f"{key}.name", available_backbones())
+        options = _read_options(check, value.get("options"), f"{key}.options", "backbone's")
+    else:
+        name, options = check.choice(value, key, available_backbones()), {}
+    if _INVALID in (name, options):
+        return _INVALID, {}
+    try:
+        check_backbone_options(name, options)
+    except ValueError as error:
+        check.error(f"{key}.options", str(error))
+        return _INVALID, {}
+    return name, options
+
+
 def _read_strategy(check: _Checker, item: Any, key: str) -> StrategySpec:
-    """A strategy entry: a registered name, or ``{name, options}``."""
+    """A strategy entry: a registered name, or ``{name, options, label}``."""
+    label = None
     if isinstance(item, dict):
-        if not check.mapping(item, key, ("name", "options")):
+        if not check.mapping(item, key, ("name", "options", "label")):
+            return _INVALID
+        label = check.typed(item.get("label"), str | None, f"{key}.label")
+        if label is _INVALID:
             return _INVALID
         name = check.choice(item.get("name", _ABSENT), f"{key}.name", available_strategies())
         options = item.get("options") or {}
@@ -712,7 +851,7 @@ def _read_strategy(check: _Checker, item: Any, key: str) -> StrategySpec:
     except ValueError as error:
         check.error(options_key, str(error))
         return _INVALID
-    return StrategySpec(name, _json_ready(checked))
+    return StrategySpec(name, _json_ready(checked), label)
 
 
 def _read_pipelines(
@@ -761,11 +900,7 @@ def _read_trigger_overrides(check: _Checker, item: dict, item_key: str, pipeline
     if pipeline != "asvp":
         check.bad(key, value, "no trigger for this pipeline (only asvp has a feature update)")
         return _INVALID
-    errors_before = len(check.errors)
-    section = _read_section(check, value, key, TriggerConfig, consistency=False)
-    if len(check.errors) > errors_before or not isinstance(value, dict):
-        return _INVALID
-    return {name: getattr(section, name) for name in value}
+    return _read_overrides(check, value, key, TriggerConfig, consistency=False)
 
 
 def _read_restriction(
@@ -781,35 +916,117 @@ def _read_restriction(
     return _INVALID if not items or _INVALID in picked else tuple(picked)
 
 
-def _read_datasets(check: _Checker, value: Any, key: str, check_data: bool) -> list[DatasetSpec]:
+@dataclass(frozen=True)
+class _DataLocation:
+    """Where datasets are read at validation: the grid's ``data_root`` and ``download``."""
+
+    root: str
+    download: bool
+
+
+# What a dataset entry may set for itself; the sections are merged over the grid's.
+_DATASET_SECTIONS: dict[str, type] = {
+    "finetune": FineTuneConfig,
+    "linear_probe": LinearProbeConfig,
+    "proxy": ProxyConfig,
+}
+_DATASET_KEYS = ("name", "options", "budgets", "executor", "backbone", "image_size")
+_DATASET_KEYS += tuple(_DATASET_SECTIONS)
+
+# The executor settings a dataset may set for its own cells (its SLURM resources).
+_DATASET_EXECUTOR_KEYS = (
+    "partition", "account", "qos", "constraint", "gpus_per_node", "cpus_per_task", "mem_gb",
+    "time_min", "max_requeues", "signal_delay_s", "setup", "sbatch",
+)  # fmt: skip
+
+
+def _read_datasets(
+    check: _Checker, value: Any, key: str, where: _DataLocation | None
+) -> list[DatasetSpec]:
+    """The ``datasets`` list; with ``where``, each dataset is loaded from there (see
+    :func:`_check_dataset_loads`)."""
     specs: list[DatasetSpec] = []
     items = check.non_empty_list(value, key, "a non-empty list of {name, options, budgets}")
     for i, item in enumerate(items):
         item_key = f"{key}[{i}]"
-        if not check.mapping(item, item_key, ("name", "options", "budgets")):
+        if not check.mapping(item, item_key, _DATASET_KEYS):
             continue
         name = check.choice(item.get("name", _ABSENT), f"{item_key}.name", available_datasets())
         if name is not _INVALID and any(spec.name == name for spec in specs):
             check.bad(f"{item_key}.name", name, "each dataset at most once per grid")
             name = _INVALID
-        options = _read_options(check, item.get("options"), f"{item_key}.options")
+        options = _read_options(check, item.get("options"), f"{item_key}.options", "loader's")
         budgets = _read_budgets(check, item.get("budgets", _ABSENT), f"{item_key}.budgets")
-        if name is _INVALID or options is _INVALID:
+        executor = _read_dataset_executor(check, item.get("executor"), f"{item_key}.executor")
+        backbone = (
+            _read_backbone(check, item["backbone"], f"{item_key}.backbone")
+            if "backbone" in item
+            else None
+        )
+        image_size = _read_image_size(check, item.get("image_size"), f"{item_key}.image_size")
+        sections = {
+            name: _read_overrides(check, item[name], f"{item_key}.{name}", cls)
+            for name, cls in _DATASET_SECTIONS.items()
+            if name in item
+        }
+        if _INVALID in (name, options, executor, image_size, *sections.values()) or (
+            backbone is not None and _INVALID in backbone
+        ):
             continue
-        if check_data:
-            _check_dataset_loads(check, name, options, budgets, item_key)
+        if where is not None:
+            _check_dataset_loads(check, name, options, budgets, item_key, where)
         if budgets is not _INVALID:
-            specs.append(DatasetSpec(name=name, options=options, budgets=budgets))
+            specs.append(
+                DatasetSpec(name, options, budgets, executor, backbone, image_size, sections)
+            )
     return specs
 
 
-def _read_options(check: _Checker, value: Any, key: str) -> dict[str, Any]:
-    """Loader keyword arguments: identifiers mapped to JSON-like values (they enter run keys).
-    Returns ``_INVALID`` if any is wrong."""
+def _read_image_size(check: _Checker, value: Any, key: str) -> int | None:
+    if value is None:
+        return None
+    size = check.typed(value, int, key)
+    if size is not _INVALID and size < 1:
+        check.bad(key, value, "an integer >= 1")
+        return _INVALID
+    return size
+
+
+def _read_overrides(
+    check: _Checker, value: Any, key: str, cls: type, consistency: bool = True
+) -> Any:
+    """The fields of section ``cls`` that ``value`` sets (checked as the section itself)."""
+    errors_before = len(check.errors)
+    section = _read_section(check, value, key, cls, consistency=consistency)
+    if len(check.errors) > errors_before or not isinstance(value, dict):
+        return _INVALID
+    return {name: getattr(section, name) for name in value}
+
+
+def _read_dataset_executor(check: _Checker, value: Any, key: str) -> dict[str, Any]:
+    """A dataset's overrides of the grid's executor settings (only the keys it may set)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        check.bad(key, value, "a mapping of the dataset loader's keyword arguments")
+        expected = "a mapping of executor settings: " + ", ".join(_DATASET_EXECUTOR_KEYS)
+        check.bad(key, value, expected)
+        return _INVALID
+    check.unknown_keys(value, key, _DATASET_EXECUTOR_KEYS)
+    errors_before = len(check.errors)
+    given = {name: item for name, item in value.items() if name in _DATASET_EXECUTOR_KEYS}
+    section = _read_section(check, given, key, ExecutorSettings)
+    if len(check.errors) > errors_before:
+        return _INVALID
+    return {name: getattr(section, name) for name in given}
+
+
+def _read_options(check: _Checker, value: Any, key: str, whose: str) -> dict[str, Any]:
+    """Keyword arguments of a loader or backbone: identifiers mapped to JSON-like values (they
+    enter run keys). Returns ``_INVALID`` if any is wrong."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        check.bad(key, value, f"a mapping of the {whose} keyword arguments")
         return _INVALID
     errors_before = len(check.errors)
     for name, item in value.items():
@@ -843,12 +1060,20 @@ def _read_budgets(check: _Checker, value: Any, key: str) -> tuple[int, ...]:
 
 
 def _check_dataset_loads(
-    check: _Checker, name: str, options: dict[str, Any], budgets: Any, key: str
+    check: _Checker,
+    name: str,
+    options: dict[str, Any],
+    budgets: Any,
+    key: str,
+    where: _DataLocation,
 ) -> None:
     """Load the dataset (cached per process): its loader must accept ``options``, its data must
     be there, and the last budget must fit its pool (when ``budgets`` are valid)."""
     try:
-        pool_size = _pool_size(name, _canonical_json(options))
+        pool_size = _pool_size(name, _canonical_json(options), where)
+    except DatasetNotFoundError as exc:
+        check.error(key, f"dataset {name!r} not found: {exc}")
+        return
     except TypeError as exc:
         check.bad(
             f"{key}.options", options, f"keyword arguments accepted by the {name!r} loader ({exc})"
@@ -871,9 +1096,36 @@ def _check_dataset_loads(
         )
 
 
+def _check_replayed_orders(
+    check: _Checker, strategies: list[StrategySpec], datasets: list[DatasetSpec], where: Any
+) -> None:
+    """Each ``replay`` strategy's order file must exist, hold distinct pool indices of every
+    dataset it is crossed with, and cover the dataset's last budget."""
+    for i, strategy in enumerate(strategies):
+        if strategy.name != REPLAY:
+            continue
+        key = f"strategies[{i}].options.order"
+        order = strategy.options["order"]
+        for dataset in datasets:
+            try:
+                pool_size = _pool_size(dataset.name, _canonical_json(dataset.options), where)
+                indices = replayed_order(order, pool_size)
+            except (OSError, ValueError) as error:
+                check.error(key, str(error))
+                continue
+            if len(indices) < dataset.budgets[-1]:
+                check.bad(
+                    key,
+                    order,
+                    f"an index list of at least {dataset.budgets[-1]} entries (the last budget "
+                    f"of {dataset.name!r}); it has {len(indices)}",
+                )
+
+
 @functools.lru_cache(maxsize=32)
-def _pool_size(name: str, options_json: str) -> int:
-    return len(load_dataset(name, **json.loads(options_json)).pool)
+def _pool_size(name: str, options_json: str, where: _DataLocation) -> int:
+    split = load_dataset(name, root=where.root, download=where.download, **json.loads(options_json))
+    return len(split.pool)
 
 
 # --------------------------------------------------------------------------------------------

@@ -279,16 +279,33 @@ class LocalExecutor(Executor):
 
 
 class SlurmExecutor(Executor):
-    """One SLURM job array through submitit; returns once the array is queued."""
+    """SLURM job arrays through submitit, one per set of resources (datasets may set their
+    own: ``datasets[i].executor``); returns once the arrays are queued."""
 
     kind = "slurm"
 
     def submit(
         self, client: MlflowClient, jobs: list[CellJob], report: Callable[[Submission], None]
     ) -> list[Submission]:
+        groups: dict[str, tuple[ExecutorSettings, list[CellJob]]] = {}
+        for job in jobs:
+            settings = self.grid.executor_for(job.cell.config.dataset, self.settings)
+            groups.setdefault(repr(settings), (settings, []))[1].append(job)
+        submissions = []
+        for settings, members in groups.values():
+            submissions += self._submit_array(client, settings, members, report)
+        return submissions
+
+    def _submit_array(
+        self,
+        client: MlflowClient,
+        settings: ExecutorSettings,
+        jobs: list[CellJob],
+        report: Callable[[Submission], None],
+    ) -> list[Submission]:
         folder = self.grid.cell_state_dir.resolve() / "slurm" / "%j"
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.settings.max_requeues)
-        executor.update_parameters(**self.sbatch_parameters())
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=settings.max_requeues)
+        executor.update_parameters(**self.sbatch_parameters(settings))
         with executor.batch():
             handles = [executor.submit(job) for job in jobs]
         submissions = []
@@ -299,9 +316,9 @@ class SlurmExecutor(Executor):
             report(submissions[-1])
         return submissions
 
-    def sbatch_parameters(self) -> dict[str, object]:
-        """submitit's SlurmExecutor parameters from the grid's executor settings."""
-        s = self.settings
+    def sbatch_parameters(self, settings: ExecutorSettings | None = None) -> dict[str, object]:
+        """submitit's SlurmExecutor parameters from executor settings (default: the grid's)."""
+        s = settings or self.settings
         parameters: dict[str, object] = {
             "job_name": f"asvp-{self.grid.name}",
             "time": s.time_min,

@@ -33,9 +33,11 @@ import math
 import os
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -231,9 +233,19 @@ class CellLogger:
         ]
         self.client.set_tag(self.run_id, "feature_updates_at", json.dumps(updates))
         self.client.set_tag(self.run_id, "resumed_rounds", str(result.resumed_rounds))
+        self.client.set_tag(self.run_id, "weights_sha256", result.weights_sha256)
+        self._log_arrays(result.artifacts)
         self.client.set_tag(self.run_id, "state", STATE_FINISHED)
         self.client.set_terminated(self.run_id, status="FINISHED")
         self._supersede_older_runs()
+
+    def _log_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """The dataset's arrays kept with the run (``dataset/<name>.npy``)."""
+        with tempfile.TemporaryDirectory() as folder:
+            for name, array in arrays.items():
+                path = Path(folder) / f"{name}.npy"
+                np.save(path, array)
+                self.client.log_artifact(self.run_id, str(path), "dataset")
 
     def _supersede_older_runs(self) -> None:
         """After a forced re-run finishes, the runs it replaces stop being the cell's result."""

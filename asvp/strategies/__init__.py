@@ -11,6 +11,7 @@ from . import badge as _badge  # noqa: F401  (badge)
 from . import kcenter as _kcenter  # noqa: F401  (coreset, coreset_self)
 from . import probcover as _probcover  # noqa: F401  (probcover)
 from . import random as _random  # noqa: F401  (random)
+from . import replay as _replay  # noqa: F401  (replay)
 from . import typiclust as _typiclust  # noqa: F401  (typiclust)
 from . import uncertainty as _uncertainty  # noqa: F401  (margin, least_confidence, entropy)
 from .kcenter import k_center_greedy

@@ -140,7 +140,8 @@ def register_strategy(
         name: the name used in grid files and by :func:`get_strategy`.
         needs: the request fields the strategy reads, a subset of :data:`STRATEGY_INPUTS`.
 
-    ``fn(request, **options)`` takes its options as keyword-only parameters with defaults.
+    ``fn(request, **options)`` takes its options as keyword-only parameters, with defaults
+    except where an option has no sensible default (``replay``'s ``order`` file).
 
     Registering a name twice with a different function is an error (it would silently replace a
     strategy); re-registering the same function (e.g. after a module reload) replaces the entry.
@@ -214,9 +215,15 @@ def check_strategy_options(name: str, options: Mapping[str, object]) -> dict[str
     hints = typing.get_type_hints(get_strategy(name))
     hints[CANDIDATES_OPTION] = int | None
     checked = {}
+    missing = [k for k, v in allowed.items() if v is inspect.Parameter.empty and k not in options]
+    if missing:
+        raise ValueError(f"strategy {name!r} needs the option(s) {', '.join(missing)}")
     for key, value in dict(options).items():
         if key not in allowed:
-            listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items())
+            listed = ", ".join(
+                f"{k} (required)" if v is inspect.Parameter.empty else f"{k} (default {v!r})"
+                for k, v in allowed.items()
+            )
             raise ValueError(f"strategy {name!r} has no option {key!r}; allowed: {listed}")
         expected = hints.get(key)
         if expected is not None and not _matches(value, expected):

@@ -1,0 +1,200 @@
+"""Preflight: everything a grid needs, checked before anything is submitted.
+
+A grid of hundreds of GPU jobs that fails in every job because a checkpoint path is wrong
+wastes a queue slot per job and hides the cause in hundreds of logs. :func:`preflight` checks,
+on the submitting machine and within seconds when something is absent: every dataset (loaded
+from the grid's ``data_root``, so its files and options are checked, and its pool must fit the
+last budget), the backbone (its checkpoint file is read and mapped strictly onto the network,
+so a file in the wrong format is caught here too), replayed order files, the tracking URI
+(reachable; no SQLite file for SLURM unless allowed) and the executor (SLURM's ``sbatch`` on
+this machine, the partition known to it). Each problem names the missing item, the resolved
+path where it was looked for, and what to download or configure. ``asvp-bench run`` (and so
+``make replicate-table2``) stops with all of them and submits nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from asvp.data import DatasetNotFoundError, load_dataset
+from asvp.models.backbones import CheckpointFormatError, CheckpointNotFoundError, load_backbone
+from asvp.strategies.replay import REPLAY, replayed_order
+from benchmark.grid import ExecutorSettings, Grid
+from benchmark.launch import LaunchError, check_tracking
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing missing or wrong: what, where it was looked for, and what to do."""
+
+    item: str
+    where: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"{self.item}\n      looked at: {self.where}\n      to fix: {self.remedy}"
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """The problems found, and notes that do not stop a run (the device cells will use)."""
+
+    problems: list[Problem]
+    notes: list[str]
+
+
+def preflight(
+    grid: Grid, executor: ExecutorSettings, tracking_uri: str, allow_sqlite: bool
+) -> PreflightReport:
+    """Check data, checkpoint, order files, tracking and executor for ``grid``."""
+    problems = _data_problems(grid) + _backbone_problems(grid) + _order_problems(grid)
+    problems += _tracking_problems(executor.kind, tracking_uri, allow_sqlite)
+    problems += _executor_problems(grid, executor)
+    return PreflightReport(problems, _notes(executor))
+
+
+def _data_problems(grid: Grid) -> list[Problem]:
+    problems = []
+    for spec in grid.datasets:
+        try:
+            split = load_dataset(
+                spec.name, root=grid.data_root, download=grid.download, **spec.options
+            )
+        except DatasetNotFoundError as error:
+            problems.append(Problem(f"dataset {spec.name!r}", str(error.path), error.remedy))
+            continue
+        except (OSError, ValueError, TypeError) as error:
+            where = str(Path(grid.data_root).resolve())
+            problems.append(
+                Problem(f"dataset {spec.name!r} cannot be read: {error}", where, "fix the data")
+            )
+            continue
+        if spec.budgets[-1] > len(split.pool):
+            problems.append(
+                Problem(
+                    f"dataset {spec.name!r}: last budget {spec.budgets[-1]} exceeds its pool of "
+                    f"{len(split.pool)} images",
+                    str(grid.path),
+                    "lower the budgets or complete the dataset",
+                )
+            )
+    return problems
+
+
+def _backbone_problems(grid: Grid) -> list[Problem]:
+    problems = []
+    for name, given in grid.backbones():
+        options = dict(given)
+        if isinstance(options.get("checkpoint"), str):
+            options["checkpoint"] = str(Path(options["checkpoint"]).resolve())
+        try:
+            load_backbone(name, **options)
+        except CheckpointNotFoundError as error:
+            problems.append(
+                Problem(f"checkpoint of backbone {name!r}", str(error.path), error.remedy)
+            )
+        except CheckpointFormatError as error:
+            where = str(options.get("checkpoint", grid.path))
+            remedy = "use a checkpoint in the format named above, or another backbone"
+            problems.append(Problem(f"checkpoint of backbone {name!r}: {error}", where, remedy))
+    return problems
+
+
+def _order_problems(grid: Grid) -> list[Problem]:
+    problems = []
+    for strategy in grid.strategies:
+        if strategy.name != REPLAY:
+            continue
+        order = strategy.options["order"]
+        try:
+            indices = replayed_order(order)
+        except (OSError, ValueError) as error:
+            remedy = "point options.order at a .npy of pool indices (e.g. the official alidx.npy)"
+            problems.append(
+                Problem(f"replayed order of {strategy.label!r}: {error}", order, remedy)
+            )
+            continue
+        short = [s.name for s in grid.datasets if len(indices) < s.budgets[-1]]
+        if short:
+            problems.append(
+                Problem(
+                    f"replayed order of {strategy.label!r} has {len(indices)} indices, fewer "
+                    f"than the last budget of {', '.join(short)}",
+                    str(Path(order).resolve()),
+                    "replay a complete run, or lower the budgets",
+                )
+            )
+    return problems
+
+
+def _tracking_problems(kind: str, uri: str, allow_sqlite: bool) -> list[Problem]:
+    try:
+        check_tracking(kind, uri, allow_sqlite)
+    except LaunchError as error:
+        return [Problem("tracking URI", uri, str(error))]
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return []
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        remedy = (
+            "start the server (asvp-bench mlflow-server --store DIR --host 0.0.0.0) or point "
+            "MLFLOW_TRACKING_URI / tracking.uri at a running one"
+        )
+        return [Problem("MLflow tracking server not reachable", uri, remedy)]
+    return []
+
+
+def _executor_problems(grid: Grid, executor: ExecutorSettings) -> list[Problem]:
+    if executor.kind != "slurm":
+        return []
+    if shutil.which("sbatch") is None:
+        return [
+            Problem(
+                "SLURM's sbatch is not on this machine's PATH",
+                "PATH",
+                "run from a SLURM submit host, or on one machine with EXECUTOR=local "
+                "(asvp-bench run --executor local)",
+            )
+        ]
+    problems = []
+    partitions = {grid.executor_for(spec.name, executor).partition for spec in grid.datasets} - {
+        None
+    }
+    for partition in sorted(partitions):
+        found = subprocess.run(
+            ["sinfo", "-h", "-p", partition, "-o", "%P"], capture_output=True, text=True
+        )
+        if not found.stdout.strip():
+            problems.append(
+                Problem(
+                    f"SLURM partition {partition!r} is unknown to this cluster",
+                    "sinfo",
+                    "set executor.partition (or the dataset's executor.partition) to one of "
+                    "`sinfo -h -o %P`",
+                )
+            )
+    return problems
+
+
+def _notes(executor: ExecutorSettings) -> list[str]:
+    if executor.kind == "slurm":
+        gpus = executor.gpus_per_node
+        return [f"SLURM jobs request {gpus or 0} GPU(s) per node"]
+    device = "cuda" if torch.cuda.is_available() else "cpu (no CUDA device on this machine)"
+    return [f"cells will run on {device}"]
+
+
+def with_kind(settings: ExecutorSettings, kind: str | None) -> ExecutorSettings:
+    """``settings`` with the executor kind chosen on the command line, if any."""
+    return dataclasses.replace(settings, kind=kind) if kind else settings

@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint bench slurm-up slurm-down clean
+.PHONY: install demo test lint bench replicate-table2 slurm-up slurm-down clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(BIN)/asvp-bench run experiments/demo.yaml
 	$(BIN)/asvp-bench report experiments/demo.yaml
+
+# The paper's Table 2 grid: preflight (data, checkpoint, tracking, executor; stops and submits
+# nothing if anything is missing), then submit (SLURM; EXECUTOR=local on one machine), follow
+# until every cell has ended, and report into results/table2/.
+EXECUTOR ?= slurm
+TABLE2 ?= experiments/table2.yaml
+replicate-table2: install
+	$(BIN)/asvp-bench run $(TABLE2) --executor $(EXECUTOR) --wait
+	$(BIN)/asvp-bench report $(TABLE2)
 
 lint: install
 	$(BIN)/ruff check .

@@ -568,12 +568,13 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
 
     Files are identified by what they are, not where they are: the backbone's checkpoint by its
     file name (its SHA-256 is a tag of the run and part of every feature-store key; hashing
-    gigabytes for every ``status`` would be slow), the replayed order by its content's SHA-256.
+    gigabytes for every ``status`` would be slow), the replayed order and CIFAR-10-LT's
+    ``kept_indices_file`` by their content's SHA-256.
     The data root and ``download`` are not part of it.
     """
     resolved: dict[str, Any] = {
         "dataset": config.dataset,
-        "dataset_options": config.dataset_options,
+        "dataset_options": _named_by_content(config.dataset_options, "kept_indices_file"),
         "backbone": config.backbone,
         "image_size": config.image_size,
         "pipeline": config.pipeline,
@@ -606,12 +607,17 @@ def _named_by_file_name(options: dict[str, Any], name: str) -> dict[str, Any]:
 def _named_by_content(options: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(options.get(name), str):
         return options
-    return {**options, name: f"sha256:{_order_sha256(str(Path(options[name]).resolve()))}"}
+    path = Path(options[name]).resolve()
+    if not path.is_file():
+        return {**options, name: "missing"}
+    status = path.stat()
+    return {**options, name: f"sha256:{_sha256(str(path), status.st_mtime_ns, status.st_size)}"}
 
 
 @functools.lru_cache(maxsize=64)
-def _order_sha256(path: str) -> str:
-    return file_sha256(path) if Path(path).is_file() else "missing"
+def _sha256(path: str, modified_ns: int, size: int) -> str:
+    """A file's SHA-256, cached per version of the file (path, modification time, size)."""
+    return file_sha256(path)
 
 
 def run_key(config: CellConfig) -> str:

@@ -461,7 +461,7 @@ def test_misspelt_top_level_key(tmp_path):
     assert "unknown key 'strategy'" in line
     assert "['random', 'margin', 'entropy']" in line
     assert "did you mean 'strategies'" in line
-    assert "allowed keys: backbone, baseline, costs, datasets," in line
+    assert "allowed keys: backbone, baseline, costs, data_root, datasets," in line
     # the required key it replaced is missing too
     missing = error_line(load_error(write_data(tmp_path, data)), "strategies")
     assert "missing required key" in missing

@@ -1,6 +1,7 @@
 """The round loops on a tiny real cell: determinism, shared initial sets, ASVP updates, costs."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -105,7 +106,8 @@ def test_discrepancy_analysis_can_be_switched_off_without_changing_selections(ti
     assert all(r.discrepancy is None and "analysis" not in r.seconds for r in off.rounds)
 
 
-@pytest.mark.parametrize("strategy", sorted(set(available_strategies()) - {"random"}))
+# replay needs its order file: tested on its own below
+@pytest.mark.parametrize("strategy", sorted(set(available_strategies()) - {"random", "replay"}))
 def test_every_strategy_runs_in_a_proxy_cell(tiny_cell, store, strategy):
     config = dataclasses.replace(tiny_cell("svpp", strategy=strategy), budgets=(10, 20))
     result = run_cell(config, store)
@@ -124,3 +126,51 @@ def test_standard_cell_with_a_feature_strategy_charges_extraction_not_fine_tunin
     model = run_cell(tiny_cell("standard", strategy="coreset"), store).rounds[0]
     assert model.sampling_seconds >= model.seconds["finetune"] + model.seconds["pool_score"]
     assert "extract_features" not in model.seconds
+
+
+def test_the_full_data_cell_fine_tunes_once_on_the_whole_pool(tiny_cell, store):
+    result = run_cell(tiny_cell("full", strategy="all"), store)
+    assert [r.labels for r in result.rounds] == [200]
+    assert sorted(result.labeled_order) == list(range(200))
+    assert result.rounds[0].selected == []
+    assert result.rounds[0].sampling_seconds == 0.0  # an upper bound, not a selection
+
+
+def test_replaying_a_cells_order_reproduces_its_labelled_sets_and_accuracy(
+    tiny_cell, store, tmp_path
+):
+    original = run_cell(tiny_cell("standard"), store)
+    order = tmp_path / "alidx.npy"
+    np.save(order, np.array(original.labeled_order, dtype=np.int64))
+    replayed = run_cell(
+        dataclasses.replace(
+            tiny_cell("standard", strategy="replay"), strategy_options={"order": str(order)}
+        ),
+        store,
+    )
+    assert replayed.labeled_order == original.labeled_order
+    assert [r.test_acc for r in replayed.rounds] == [r.test_acc for r in original.rounds]
+
+
+def test_a_replayed_order_shorter_than_the_budgets_is_an_error(tiny_cell, store, tmp_path):
+    order = tmp_path / "short.npy"
+    np.save(order, np.arange(15, dtype=np.int64))
+    config = dataclasses.replace(
+        tiny_cell("standard", strategy="replay"), strategy_options={"order": str(order)}
+    )
+    with pytest.raises(ValueError, match="15 indices, but the budgets need 20"):
+        run_cell(config, store)
+
+
+def _entry_kinds(store):
+    manifests = [p / "manifest.json" for p in store.root.iterdir() if p.is_dir()]
+    return sorted(json.loads(m.read_text())["key"].get("kind", "pretrained") for m in manifests)
+
+
+def test_asvp_re_extractions_are_own_entries_removed_when_the_cell_ends(tiny_cell, store):
+    config = tiny_cell("asvp", train_method="auto", rule="every", max_updates=2)
+    removed = run_cell(config, store)
+    assert _entry_kinds(store) == ["pretrained"]
+    kept = run_cell(dataclasses.replace(config, keep_updated_features=True), store)
+    assert _entry_kinds(store) == ["asvp_update", "asvp_update", "pretrained"]
+    assert kept.labeled_order == removed.labeled_order

@@ -1,6 +1,32 @@
-"""Datasets: the embedded default and (later) the paper's datasets, behind one registry."""
+"""Datasets behind one registry: the embedded default and the paper's datasets.
 
-from asvp.data import embedded  # noqa: F401  (registers mnist5k)
-from asvp.data.base import ImageSet, Split, available_datasets, load_dataset, register_dataset
+``mnist5k`` ships inside a wheel (no files, no download). The others read files under a data
+root: ``cifar10``, ``cifar100``, ``cifar10_lt`` (in memory), ``imagenet``, ``pets`` and
+``imagefolder`` (decoded from files). Importing this package registers all of them.
+"""
 
-__all__ = ["ImageSet", "Split", "available_datasets", "load_dataset", "register_dataset"]
+from asvp.data import cifar, cifar_lt, embedded, folder, imagenet, pets  # noqa: F401  (register)
+from asvp.data.base import (
+    DatasetNotFoundError,
+    ImageSet,
+    Split,
+    available_datasets,
+    dataset_needs_root,
+    load_dataset,
+    register_dataset,
+    resolve_data_root,
+)
+from asvp.data.images import ArrayImageSet, FileImageSet
+
+__all__ = [
+    "ArrayImageSet",
+    "DatasetNotFoundError",
+    "FileImageSet",
+    "ImageSet",
+    "Split",
+    "available_datasets",
+    "dataset_needs_root",
+    "load_dataset",
+    "register_dataset",
+    "resolve_data_root",
+]

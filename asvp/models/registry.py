@@ -1,0 +1,238 @@
+"""The backbone registry: named factories, their options, and a per-process template cache.
+
+A backbone is registered as a factory ``f(**options) -> Backbone`` whose keyword-only
+signature *is* its option schema: a parameter without default is required, ``bool`` and
+``Literal[...]`` annotations restrict the values, and a parameter named ``checkpoint``
+(annotated ``Path``) is the weights file the user provides. The grid's
+``backbone: {name: ..., checkpoint: ..., ...}`` mapping (minus ``name``) is passed as options.
+Options are checked from the signature alone (:func:`check_backbone_options`), so a grid can be
+validated without reading any checkpoint; :func:`backbone_checkpoint` resolves the file for
+the preflight and raises :class:`CheckpointNotFoundError` with where to get it.
+
+Use this module through :mod:`asvp.models.backbones`, which imports every backbone module
+and so fills the registry.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import typing
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import nn
+
+from asvp.models.checkpoints import CheckpointNotFoundError
+
+CHECKPOINT_OPTION = "checkpoint"
+
+# A process normally uses one backbone; two templates bound the memory (a ViT-B is 350 MB).
+_TEMPLATE_CACHE_SIZE = 2
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Input normalisation a backbone expects: ``(x / 255 - mean) / std`` per channel."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+IMAGENET = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+@dataclass
+class Backbone:
+    """A feature extractor, its output width, preprocessing and the identity of its weights.
+
+    ``name`` identifies what the network computes from its weights: the registry name, plus
+    the options that change the output for the same file (e.g. ``embedding=pooled``), so
+    that features keyed by ``(name, weights_sha256)`` never collide.
+    """
+
+    name: str
+    network: nn.Module
+    num_features: int
+    preprocessing: Preprocessing
+    weights_sha256: str
+
+
+Factory = Callable[..., Backbone]
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str
+    annotation: Any
+    default: Any  # inspect.Parameter.empty when required
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    def describe(self) -> str:
+        if self.annotation is Path:
+            kind = "a file path"
+        elif self.annotation is bool:
+            kind = "true or false"
+        elif typing.get_origin(self.annotation) is Literal:
+            kind = " | ".join(repr(v) for v in typing.get_args(self.annotation))
+        else:
+            kind = "a string"
+        if self.required:
+            state = "required"
+        elif isinstance(self.default, bool):
+            state = f"default {str(self.default).lower()}"
+        else:
+            state = f"default {self.default!r}"
+        return f"{self.name} ({kind}; {state})"
+
+    def check(self, backbone: str, value: Any) -> Any:
+        """The canonical value (paths as resolved strings), or ValueError saying what's wanted."""
+        annotation = self.annotation
+        if annotation is Path:
+            if isinstance(value, str | os.PathLike) and str(value):
+                return str(Path(value).expanduser().resolve())
+        elif annotation is bool:
+            if isinstance(value, bool):
+                return value
+        elif typing.get_origin(annotation) is Literal:
+            if value in typing.get_args(annotation):
+                return value
+        elif isinstance(value, str):
+            return value
+        raise ValueError(
+            f"backbone {backbone!r}: option {self.name!r} = {value!r} is invalid; "
+            f"expected {self.describe()}"
+        )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Factory
+    options: tuple[_Option, ...]
+    remedy: str | None
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_TEMPLATES: OrderedDict[tuple, Backbone] = OrderedDict()
+
+
+def _signature_options(factory: Factory) -> tuple[_Option, ...]:
+    hints = typing.get_type_hints(factory)
+    options = []
+    for parameter in inspect.signature(factory).parameters.values():
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise TypeError(f"{factory.__name__}: options must be keyword-only")
+        options.append(_Option(parameter.name, hints[parameter.name], parameter.default))
+    return tuple(options)
+
+
+def register_backbone(name: str, *, remedy: str | None = None) -> Callable[[Factory], Factory]:
+    """Register ``factory(**options) -> Backbone`` under ``name``.
+
+    ``remedy`` says where to get the checkpoint; required when the factory takes one.
+    """
+
+    def decorate(factory: Factory) -> Factory:
+        options = _signature_options(factory)
+        takes_checkpoint = any(option.name == CHECKPOINT_OPTION for option in options)
+        if takes_checkpoint and not remedy:
+            raise TypeError(f"backbone {name!r} takes a checkpoint: say where to get it")
+        _REGISTRY[name] = _Entry(factory, options, remedy)
+        return factory
+
+    return decorate
+
+
+def available_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
+        )
+    return _REGISTRY[name]
+
+
+def backbone_option_names(name: str) -> set[str]:
+    """The options the named backbone accepts."""
+    return {option.name for option in _entry(name).options}
+
+
+def check_backbone_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical options (defaults filled in, checkpoint path resolved).
+
+    Raises ValueError naming an unknown, missing or invalid option and what is expected.
+    Reads no file: it runs at grid validation.
+    """
+    entry = _entry(name)
+    known = {option.name: option for option in entry.options}
+    expected = ", ".join(option.describe() for option in entry.options) or "no options"
+    for key in options:
+        if key not in known:
+            raise ValueError(f"backbone {name!r}: unknown option {key!r}; expected: {expected}")
+    canonical = {}
+    for option in entry.options:
+        if option.name in options:
+            canonical[option.name] = option.check(name, options[option.name])
+        elif option.required:
+            raise ValueError(
+                f"backbone {name!r}: missing option {option.name!r}; expected: {expected}"
+            )
+        else:
+            canonical[option.name] = option.default
+    return canonical
+
+
+def backbone_checkpoint(name: str, options: Mapping[str, Any]) -> Path | None:
+    """The checkpoint file the named backbone needs, resolved; None for embedded weights.
+
+    Raises :class:`CheckpointNotFoundError` (with where to get the file) when it is missing.
+    """
+    canonical = check_backbone_options(name, options)
+    if CHECKPOINT_OPTION not in canonical:
+        return None
+    path = Path(canonical[CHECKPOINT_OPTION])
+    if not path.is_file():
+        raise CheckpointNotFoundError(name, path, _entry(name).remedy or "")
+    return path
+
+
+def load_backbone(name: str, **options: Any) -> Backbone:
+    """A fresh copy of the named backbone with its pre-trained weights.
+
+    The weights are read, checked and hashed once per process for each (name, options,
+    file state); every call returns an independent network (fine-tuning one never changes
+    the next round's starting point).
+    """
+    canonical = check_backbone_options(name, options)
+    path = backbone_checkpoint(name, canonical)
+    stamp = None
+    if path is not None:
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        canonical[CHECKPOINT_OPTION] = path
+    key = (name, tuple(sorted((k, str(v)) for k, v in canonical.items())), stamp)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _REGISTRY[name].factory(**canonical)
+        _TEMPLATES[key] = template
+        while len(_TEMPLATES) > _TEMPLATE_CACHE_SIZE:
+            _TEMPLATES.popitem(last=False)
+    _TEMPLATES.move_to_end(key)
+    return replace(template, network=copy.deepcopy(template.network))
+
+
+def variant_name(name: str, **distinguishing: Any) -> str:
+    """``name[k=v,...]`` for the options that change the output; ``name`` when none given."""
+    if not distinguishing:
+        return name
+    return name + "[" + ",".join(f"{k}={v}" for k, v in sorted(distinguishing.items())) + "]"

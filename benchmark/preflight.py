@@ -58,7 +58,7 @@ def preflight(
     problems = _data_problems(grid) + _backbone_problems(grid) + _order_problems(grid)
     problems += _tracking_problems(executor.kind, tracking_uri, allow_sqlite)
     problems += _executor_problems(grid, executor)
-    return PreflightReport(problems, _notes(executor))
+    return PreflightReport(problems, _notes(grid, executor))
 
 
 def _data_problems(grid: Grid) -> list[Problem]:
@@ -187,10 +187,13 @@ def _executor_problems(grid: Grid, executor: ExecutorSettings) -> list[Problem]:
     return problems
 
 
-def _notes(executor: ExecutorSettings) -> list[str]:
+def _notes(grid: Grid, executor: ExecutorSettings) -> list[str]:
     if executor.kind == "slurm":
-        gpus = executor.gpus_per_node
-        return [f"SLURM jobs request {gpus or 0} GPU(s) per node"]
+        gpus = {
+            spec.name: grid.executor_for(spec.name, executor).gpus_per_node or 0
+            for spec in grid.datasets
+        }
+        return ["SLURM GPUs per job: " + ", ".join(f"{k} {v}" for k, v in gpus.items())]
     device = "cuda" if torch.cuda.is_available() else "cpu (no CUDA device on this machine)"
     return [f"cells will run on {device}"]
 

@@ -24,12 +24,12 @@ demo: install
 
 # The paper's Table 2 grid: preflight (data, checkpoint, tracking, executor; stops and submits
 # nothing if anything is missing), then submit (SLURM; EXECUTOR=local on one machine), follow
-# until every cell has ended, and report into results/table2/.
+# until every cell has ended, and report into results/table2/ (REPORT_DIR to change it).
 EXECUTOR ?= slurm
 TABLE2 ?= experiments/table2.yaml
 replicate-table2: install
 	$(BIN)/asvp-bench run $(TABLE2) --executor $(EXECUTOR) --wait
-	$(BIN)/asvp-bench report $(TABLE2)
+	$(BIN)/asvp-bench report $(TABLE2) $(if $(REPORT_DIR),--out $(REPORT_DIR))
 
 lint: install
 	$(BIN)/ruff check .

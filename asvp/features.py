@@ -113,6 +113,11 @@ class FeatureStore:
             with timer.phase("extract"):
                 features = extract().to(torch.float16).cpu().numpy()
             seconds = timer.take()["extract"]
+            if not np.isfinite(features).all():
+                raise FloatingPointError(
+                    f"feature-store entry {key}: features not finite in float16 (NaN, or beyond "
+                    "+-65504); the network's outputs are unusable as proxy features"
+                )
             self._write(digest, entry, key, features, seconds)
         return StoredFeatures(np.load(entry / "features.npy", mmap_mode="r"), seconds, False)
 

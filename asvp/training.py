@@ -306,7 +306,8 @@ def fine_tune(
     generator = torch.Generator().manual_seed(seed)
     prep = backbone.preprocessing
     model.train()
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
+        finite = torch.ones((), dtype=torch.bool, device=device)
         for batch in _shuffled_batches(len(indices), config.batch_size, generator):
             rows = indices[batch]
             images = data.batch(rows, image_size, prep.mean, prep.std).to(device)
@@ -314,6 +315,13 @@ def fine_tune(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            finite &= torch.isfinite(loss)
+        if not finite:  # one device sync per epoch, not per step
+            raise FloatingPointError(
+                f"fine-tuning ({method}) diverged: the loss was not finite in epoch {epoch + 1} "
+                f"of {config.epochs} on {len(indices)} labelled images; lower finetune.lr_backbone "
+                f"({config.lr_backbone}) or finetune.lr_head ({config.lr_head})"
+            )
         schedule.step()
     return model.eval()
 

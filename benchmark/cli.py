@@ -274,21 +274,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import discrepancy_table, read_curves, table2, write_report
+    from benchmark.report import make_report
 
     grid = _load(args.grid)
     _apply_tracking(grid, args.tracking_uri)
-    cells = expand_cells(grid)
-    curves = read_curves(MlflowClient(), grid, cells)
-    if len(curves) < len(cells):
-        print(f"note: {len(cells) - len(curves)} of {len(cells)} cells have no finished run yet")
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
-    discrepancy = discrepancy_table(curves)
-    markdown = write_report(grid, table2(grid, curves), out_dir, discrepancy)
-    print(markdown)
-    written = sorted(str(path) for path in out_dir.glob("*.*") if path.suffix in (".csv", ".md"))
-    print(f"written: {', '.join(written)}")
-    return 0
+    published = Path(args.published) if args.published else None
+    return make_report(MlflowClient(), grid, out_dir, published)
 
 
 TRACKING_HELP = "overrides MLFLOW_TRACKING_URI and tracking.uri"
@@ -355,9 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--workers", type=int, default=1)
     server.add_argument("--pid-file", help="written while the server runs")
     server.set_defaults(func=cmd_mlflow_server)
-    report = commands.add_parser("report", help="tables from the grid's finished runs")
+    report = commands.add_parser(
+        "report", help="tables, figures, published comparison from the grid's finished runs"
+    )
     report.add_argument("grid")
     report.add_argument("--out", help="output folder (default results/<grid name>)")
+    report.add_argument(
+        "--published", help="published-values CSV (default results/published/asvp-tmlr2024.csv)"
+    )
     report.add_argument("--tracking-uri", help=TRACKING_HELP)
     report.set_defaults(func=cmd_report)
     return parser

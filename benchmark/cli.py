@@ -276,7 +276,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import make_report
 
-    grid = _load(args.grid)
+    grid = _load(args.grid, check_data=False)  # reads MLflow only: no data needed here
     _apply_tracking(grid, args.tracking_uri)
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
     published = Path(args.published) if args.published else None

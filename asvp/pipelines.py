@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from asvp.checkpoint import RoundCheckpoint
+from asvp.checkpoint import RoundCheckpoint, ignored
 from asvp.config import CellConfig
 from asvp.data import ImageSet, Split, load_dataset
 from asvp.discrepancy import SelectionDiscrepancy, selection_discrepancy
@@ -519,12 +519,11 @@ class CellRunner:
     def _restore(self) -> CellResult:
         """The rounds saved by an earlier attempt, or a fresh start at the initial set."""
         saved = self.checkpoint.read() if self.checkpoint is not None else None
-        if saved is not None and not self._restore_features(saved[0]):
-            print("round checkpoint: its updated features are gone; starting the cell again")
-            saved = None
+        if saved is not None and not self._restore_features(saved):
+            saved = ignored("the feature-store entries of its updated features are gone")
         if saved is None:
             return CellResult(labeled_order=self._initial_labeled_set().tolist())
-        state, _ = saved
+        state = saved
         if self.rule is not None:
             self.rule.load_state_dict(state["rule"])
         self._delivered = state["delivered"]
@@ -560,7 +559,7 @@ class CellRunner:
             "feature_version": version,
             "delivered": self._delivered,
         }
-        self.checkpoint.write(state, {})
+        self.checkpoint.write(state)
 
     def _deliver(self, result: CellResult, final: bool = False) -> None:
         """Hand the finished rounds not yet handed over to ``on_round``, in order."""

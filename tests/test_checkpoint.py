@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from asvp.checkpoint import RoundCheckpoint
@@ -61,9 +60,11 @@ def test_a_stopped_cell_resumes_to_the_uninterrupted_result(
     checkpoint = RoundCheckpoint(tmp_path / "ckpt", "cell")
     with pytest.raises(Killed):
         run_cell(config, store, on_round=_killed_after(stop_after), checkpoint=checkpoint)
-    if name == "asvp-every":  # one update per round so far: the latest features are saved
-        saved = sorted(path.name for path in (tmp_path / "ckpt").glob("*.npy"))
-        assert saved == [f"features_v{stop_after + 1}.npy"]
+    if name == "asvp-every":  # one update per round so far, each an entry of the store
+        state = json.loads((tmp_path / "ckpt" / "state.json").read_text())
+        keys = state["state"]["update_keys"]
+        assert [key["version"] for key in keys] == list(range(1, stop_after + 2))
+        assert all(store.get(key) is not None for key in keys)
     delivered = []
     resumed = run_cell(
         config,
@@ -117,18 +118,44 @@ def test_a_cell_that_cannot_record_its_rounds_fails_and_a_rerun_only_records_the
     assert _summary(result) == _summary(run_cell(config, store))
 
 
-def test_a_corrupt_checkpoint_is_ignored_not_used(tiny_cell, store, tmp_path, capsys):
+def test_a_checkpoint_whose_features_are_corrupt_is_ignored_not_used(
+    tiny_cell, store, tmp_path, capsys
+):
     config = tiny_cell("asvp", train_method="auto", rule="every")
     directory = tmp_path / "c"
     with pytest.raises(Killed):
         run_cell(
             config, store, on_round=_killed_after(1), checkpoint=RoundCheckpoint(directory, "x")
         )
-    (features,) = directory.glob("features_v*.npy")
-    features.write_bytes(features.read_bytes()[:-64])  # truncated
+    keys = json.loads((directory / "state.json").read_text())["state"]["update_keys"]
+    entry = _entry_of(store, keys[-1])
+    array = entry / "features.npy"
+    array.write_bytes(array.read_bytes()[:-64])  # truncated
     result = run_cell(config, store, checkpoint=RoundCheckpoint(directory, "x"))
     assert result.resumed_rounds == 0
-    assert "does not match its SHA-256" in capsys.readouterr().err
+    assert "entries of its updated features are gone" in capsys.readouterr().err
+    assert _summary(result) == _summary(run_cell(config, store))
+
+
+def _entry_of(store, key):
+    for manifest in store.root.glob("*/manifest.json"):
+        if json.loads(manifest.read_text())["key"] == key:
+            return manifest.parent
+    raise AssertionError(f"no entry for {key}")
+
+
+def test_an_unreadable_state_is_ignored_not_used(tiny_cell, store, tmp_path, capsys):
+    config = tiny_cell("svpp")
+    directory = tmp_path / "c"
+    with pytest.raises(Killed):
+        run_cell(
+            config, store, on_round=_killed_after(1), checkpoint=RoundCheckpoint(directory, "x")
+        )
+    state = directory / "state.json"
+    state.write_text(state.read_text()[:-10])
+    result = run_cell(config, store, checkpoint=RoundCheckpoint(directory, "x"))
+    assert result.resumed_rounds == 0
+    assert "unreadable" in capsys.readouterr().err
     assert _summary(result) == _summary(run_cell(config, store))
 
 
@@ -142,21 +169,9 @@ def test_another_cells_checkpoint_is_refused(tiny_cell, store, tmp_path):
         run_cell(config, store, checkpoint=RoundCheckpoint(tmp_path, "b"))
 
 
-def test_the_state_file_is_replaced_atomically_and_arrays_are_written_once(tmp_path):
+def test_the_state_file_is_replaced_atomically(tmp_path):
     checkpoint = RoundCheckpoint(tmp_path, "x")
-    calls = []
-
-    def features():
-        calls.append(1)
-        return np.arange(6, dtype=np.float16).reshape(2, 3)
-
-    checkpoint.write({"round": 0}, {"f.npy": features})
-    checkpoint.write({"round": 1}, {"f.npy": features})
-    assert calls == [1]
-    state, arrays = RoundCheckpoint(tmp_path, "x").read()
-    assert state == {"round": 1}
-    assert arrays["f.npy"].tolist() == [[0, 1, 2], [3, 4, 5]]
-    checkpoint.write({"round": 2}, {})
-    assert not (tmp_path / "f.npy").exists()
-    assert json.loads((tmp_path / "state.json").read_text())["arrays"] == {}
+    checkpoint.write({"round": 0})
+    checkpoint.write({"round": 1})
+    assert RoundCheckpoint(tmp_path, "x").read() == {"round": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

@@ -70,6 +70,7 @@ from asvp.features import FeatureStore
 from asvp.hashing import index_hash
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
+from asvp.pool import PoolFeatures
 from asvp.progress import Progress
 from asvp.strategies import Representation, SelectionRequest, select, strategy_inputs
 from asvp.strategies.replay import REPLAY, replayed_order
@@ -166,11 +167,11 @@ def initial_labeled_set(pool_size: int, size: int, seed: int) -> np.ndarray:
 class _Features:
     """The proxy's current pool features (pre-trained first, then each ASVP update's)."""
 
-    def __init__(self, pool: torch.Tensor) -> None:
+    def __init__(self, pool: PoolFeatures) -> None:
         self.pool = pool
         self.version = 0
 
-    def replace(self, pool: torch.Tensor) -> None:
+    def replace(self, pool: PoolFeatures) -> None:
         self.pool = pool
         self.version += 1
 
@@ -253,7 +254,7 @@ class CellRunner:
         }
         stored = self.store.get_or_extract(key, lambda: self._extract(backbone), self.device)
         self.timer.seconds["extract_features"] += stored.extract_seconds
-        self.features = _Features(self._to_device(stored.features))
+        self.features = _Features(PoolFeatures(stored.features, self.device))
 
     def _extract(self, backbone: Backbone) -> torch.Tensor:
         pool_size = len(self.split.pool)
@@ -316,7 +317,7 @@ class CellRunner:
         assert self.rule is not None and self.features is not None
         with self.timer.phase("indicator"):
             features = (
-                self.features.pool[torch.from_numpy(labeled).to(self.device)].double().cpu().numpy()
+                self.features.pool.rows(labeled).double().cpu().numpy()
                 if self.rule.needs_value()
                 else None
             )
@@ -342,10 +343,7 @@ class CellRunner:
         self._update_keys.append(key)
         stored = self.store.get_or_extract(key, lambda: self._extract(backbone), self.device)
         self.timer.seconds["update_extract"] += stored.extract_seconds
-        self.features.replace(self._to_device(stored.features))
-
-    def _to_device(self, features: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(features)).to(self.device)
+        self.features.replace(PoolFeatures(stored.features, self.device))
 
     def _remove_updated_features(self) -> None:
         """Delete this cell's re-extractions once it has finished (unless the grid keeps
@@ -353,9 +351,6 @@ class CellRunner:
         if not self.config.keep_updated_features:
             for key in self._update_keys:
                 self.store.remove(key)
-
-    def _rows(self, ids: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(ids).to(self.device)
 
     def _finetuned_scoring(
         self, model: Classifier, labeled: np.ndarray, unlabeled: np.ndarray
@@ -377,7 +372,7 @@ class CellRunner:
         targets = torch.from_numpy(self.split.pool.labels[labeled]).to(self.device)
         with self.timer.phase("proxy_train"):
             proxy = train_proxy(
-                features[self._rows(labeled)],
+                features.rows(labeled),
                 targets,
                 self.split.pool.num_classes,
                 self.config.proxy,
@@ -386,11 +381,9 @@ class CellRunner:
         keep = "embeddings" in self.inputs
         batch = self.config.proxy.score_batch_size
         with self.timer.phase("pool_score"):
-            pool = proxy_outputs(proxy, features[self._rows(unlabeled)], batch, keep)
+            pool = proxy_outputs(proxy, features, unlabeled, batch, keep)
             labeled_embeddings = (
-                proxy_outputs(proxy, features[self._rows(labeled)], batch, True).embeddings
-                if keep
-                else None
+                proxy_outputs(proxy, features, labeled, batch, True).embeddings if keep else None
             )
         return _Scoring(pool, labeled_embeddings)
 
@@ -418,10 +411,7 @@ class CellRunner:
         if "features" in self.inputs:
             assert self.features is not None
             pool_features = self.features.pool
-            features = Representation(
-                pool_features[self._rows(unlabeled)].float(),
-                pool_features[self._rows(labeled)].float(),
-            )
+            features = Representation(pool_features.rows(unlabeled), pool_features.rows(labeled))
         reads = self.inputs if scoring is not None else frozenset()
         return SelectionRequest(
             pool_ids=unlabeled,
@@ -543,7 +533,7 @@ class CellRunner:
         if stored is None:
             return False
         self._update_keys = list(keys)
-        self.features.pool = self._to_device(stored.features)
+        self.features.pool = PoolFeatures(stored.features, self.device)
         self.features.version = state["feature_version"]
         return True
 

@@ -7,7 +7,7 @@ order, so a round can be repeated exactly. Backbones are fine-tuned whole (every
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig
 from asvp.data import ImageSet
 from asvp.models.backbones import Backbone
 from asvp.models.heads import Classifier, ProxyMLP
+from asvp.pool import PoolFeatures
 from asvp.progress import Progress
 
 TRAIN_METHODS = ("ft", "lpft")
@@ -43,6 +44,12 @@ def _cosine_factor(step: int, total_steps: int) -> float:
     return math.cos(math.pi * PROXY_COSINE_CYCLES * step / max(total_steps, 1))
 
 
+def _batch_count(n: int, batch_size: int) -> int:
+    """Batches :func:`_shuffled_batches` yields for ``n`` rows (a final single row dropped)."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest > 1 or n == 1 else 0)
+
+
 def _train_on_tensors(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -55,18 +62,27 @@ def _train_on_tensors(
     weight_decay: float,
     generator: torch.Generator,
 ) -> None:
-    """SGD (Nesterov) with per-step cosine decay over tensors already on the device."""
+    """SGD (Nesterov) with per-step cosine decay over tensors already on the device.
+
+    Each step gathers its batch with one index operation on the device: no per-sample Python,
+    no host round trip (the batch order is drawn on the host from ``generator``, so CPU and
+    GPU runs see the same batches).
+    """
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
     )
-    steps_per_epoch = len(list(_shuffled_batches(len(labels), batch_size, torch.Generator())))
+    total_steps = epochs * _batch_count(len(labels), batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _cosine_factor(step, epochs * steps_per_epoch)
+        optimizer, lambda step: _cosine_factor(step, total_steps)
     )
     model.train()
     for _ in range(epochs):
-        for batch in _shuffled_batches(len(labels), batch_size, generator):
-            index = torch.from_numpy(batch).to(inputs.device)
+        batches = list(_shuffled_batches(len(labels), batch_size, generator))
+        order = torch.from_numpy(np.concatenate(batches)).to(inputs.device, non_blocking=True)
+        start = 0
+        for batch in batches:
+            index = order[start : start + len(batch)]
+            start += len(batch)
             loss = F.cross_entropy(model(inputs[index]), labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -110,27 +126,38 @@ class ModelOutputs:
 
 @torch.no_grad()
 def _head_outputs(
-    embedding_batches: Iterator[torch.Tensor], head: nn.Module, keep_embeddings: bool
+    embedding_batches: Iterable[torch.Tensor], head: nn.Linear, rows: int, keep_embeddings: bool
 ) -> ModelOutputs:
-    probs, embeddings = [], []
+    """Softmax outputs (and embeddings) of ``rows`` rows, written batch by batch into
+    tensors allocated once: the peak is the result, not the result plus a list of its parts."""
+    device = head.weight.device
+    probs = torch.empty((rows, head.out_features), device=device)
+    embeddings = torch.empty((rows, head.in_features), device=device) if keep_embeddings else None
+    start = 0
     for batch in embedding_batches:
-        probs.append(head(batch).softmax(dim=1))
-        if keep_embeddings:
-            embeddings.append(batch)
-    return ModelOutputs(torch.cat(probs), torch.cat(embeddings) if keep_embeddings else None)
+        stop = start + len(batch)
+        probs[start:stop] = head(batch).softmax(dim=1)
+        if embeddings is not None:
+            embeddings[start:stop] = batch
+        start = stop
+    if start != rows:
+        raise RuntimeError(f"expected outputs for {rows} rows, got {start}")
+    return ModelOutputs(probs, embeddings)
 
 
 def proxy_outputs(
-    proxy: ProxyMLP, features: torch.Tensor, batch_size: int, keep_embeddings: bool = False
+    proxy: ProxyMLP,
+    features: PoolFeatures,
+    ids: np.ndarray,
+    batch_size: int,
+    keep_embeddings: bool = False,
 ) -> ModelOutputs:
-    """The proxy's softmax outputs (and hidden-layer embeddings) over feature rows, in batches
-    of ``batch_size`` rows (no per-sample Python)."""
+    """The proxy's softmax outputs (and hidden-layer embeddings) for pool rows ``ids``, in
+    that order: their features are streamed in batches of ``batch_size`` rows from where the
+    pool is kept (the GPU or the feature store's memory map; :class:`~asvp.pool.PoolFeatures`)."""
     proxy.eval()
-    batches = (
-        proxy.embed(features[start : start + batch_size].float())
-        for start in range(0, len(features), batch_size)
-    )
-    return _head_outputs(batches, proxy.out, keep_embeddings)
+    batches = (proxy.embed(rows) for rows in features.batches(ids, batch_size))
+    return _head_outputs(batches, proxy.out, len(ids), keep_embeddings)
 
 
 def _image_batches(
@@ -210,7 +237,7 @@ def classifier_outputs(
     batches = _embedding_batches(
         model.backbone, backbone, data, indices, image_size, batch_size, device
     )
-    return _head_outputs(batches, model.head, keep_embeddings)
+    return _head_outputs(batches, model.head, len(indices), keep_embeddings)
 
 
 @torch.no_grad()

@@ -111,7 +111,8 @@ class FileImageSet(ImageSet):
 
     ``paths[i]`` is the file of row ``i``. A batch is decoded by a small thread pool
     (at most :data:`MAX_DECODE_THREADS`, and no more than the usable CPUs) through
-    :func:`decode_eval_image`.
+    :func:`decode_eval_image`; in a data loader worker process (:mod:`asvp.loading`) by that
+    worker alone, so that workers x threads does not oversubscribe the CPUs.
     """
 
     paths: Sequence[str]
@@ -135,7 +136,9 @@ class FileImageSet(ImageSet):
         if not paths:
             return torch.empty(0, 3, image_size, image_size)
         decode = partial(decode_eval_image, image_size=image_size)
-        threads = min(MAX_DECODE_THREADS, _usable_cpus(), len(paths))
+        # inside a data loader worker, the workers are the parallelism: one thread each
+        in_worker = torch.utils.data.get_worker_info() is not None
+        threads = 1 if in_worker else min(MAX_DECODE_THREADS, _usable_cpus(), len(paths))
         if threads == 1:
             arrays = [decode(path) for path in paths]
         else:

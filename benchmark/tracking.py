@@ -38,10 +38,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from asvp.loading import MixedPrecision
 from asvp.pipelines import CellResult, RoundRecord
 from benchmark.grid import Cell
 
@@ -187,6 +189,8 @@ class CellLogger:
         attempts = int(run.data.tags.get("attempts", "0")) + 1
         tags = {
             "device": device,
+            # bf16 / fp16 autocast or fp32: fine-tuning results depend on it (asvp.loading)
+            "finetune_precision": MixedPrecision.for_device(torch.device(device)).name,
             "state": STATE_RUNNING,
             "attempts": str(attempts),
             "host": socket.gethostname(),

@@ -177,4 +177,5 @@ def test_a_job_started_again_after_its_cell_finished_does_nothing(tmp_path):
     assert job() == "finished"
     tags = MlflowClient(uri).get_run(run_id).data.tags
     assert tags["attempts"] == "1" and tags["state"] == "finished"
+    assert tags["device"] == "cpu" and tags["finetune_precision"] == "fp32"
     assert not (tmp_path / "ck").exists()

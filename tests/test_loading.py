@@ -272,3 +272,35 @@ def test_workers_deliver_channels_last_batches_to_cuda(tmp_path):
         assert images.is_cuda and rows.is_cuda
         assert images.is_contiguous(memory_format=torch.channels_last)
     assert_same_batches(loaded, reference_batches(files, indices, 4, seed=3, epochs=2))
+
+
+def test_fine_tune_with_loader_workers_equals_fine_tune_in_the_main_process(monkeypatch):
+    """The whole fine-tune (asvp.training.fine_tune) gives bit-identical weights whether its
+    batches are decoded by worker processes or in the training loop."""
+    from asvp.config import FineTuneConfig, LinearProbeConfig
+    from asvp.models.backbones import load_backbone
+    from asvp.training import fine_tune
+
+    rng = np.random.default_rng(7)
+    data = ArrayImageSet(
+        rng.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 30), 3
+    )
+    config = FineTuneConfig(epochs=2, batch_size=8, milestones=(1,))
+    weights = []
+    for workers in ("0", "2"):
+        monkeypatch.setenv(WORKERS_ENV, workers)
+        model = fine_tune(
+            load_backbone("efficientnet_lite0"),
+            data,
+            np.arange(3, 28),
+            "lpft",
+            config,
+            LinearProbeConfig(epochs=1),
+            image_size=32,
+            seed=5,
+            device=torch.device("cpu"),
+        )
+        weights.append(model.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not multiprocessing.active_children()

@@ -37,9 +37,14 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -q
 
-# Selection time and peak memory per strategy (20k and 200k pools); writes docs/benchmarks.md.
+# Selection time and peak memory per strategy (20k and 200k pools), then the proxy round three
+# ways and an ImageNet-sized memory-mapped round; each writes its section of docs/benchmarks.md.
+# BENCH_DEVICE=cuda on a GPU machine (adds the 50k selections from the 1.28M pool).
+BENCH_DEVICE ?= cpu
 bench: install
-	$(BIN)/python -m bench.selection
+	$(BIN)/python -m bench.selection --device $(BENCH_DEVICE)
+	$(BIN)/python -m bench.proxy_round --device $(BENCH_DEVICE)
+	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m bench.finetune --device $(BENCH_DEVICE))
 
 # A single-node SLURM cluster on this machine (root; Debian/Ubuntu), for trying the slurm executor.
 slurm-up:

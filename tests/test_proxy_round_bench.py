@@ -114,3 +114,23 @@ def test_each_benchmark_rewrites_only_its_own_section(tmp_path):
     assert "second" in text and "first" not in text and "round one" in text
     assert text.index("## Selection") < text.index("## Proxy")
     assert text.count("<!-- bench:selection -->") == 1
+
+
+def test_finetune_throughput_is_measured_through_fine_tune():
+    from bench.finetune import images_per_second, render_section
+
+    # a figure, not a verdict: on a shared CPU the difference of two short runs is noise
+    rate = images_per_second("cpu", True, images=16, image_size=32, architecture="resnet18")
+    assert isinstance(rate, float) and np.isfinite(rate)
+    text = render_section({"fp32": 10.0, "mixed": 25.0}, {"device": "cuda (GPU)", **_INFO}, 16, 32)
+    assert "| mixed | 25.0 |" in text and "2.50× the float32 throughput" in text
+
+
+_INFO = {
+    "cpu": "CPU",
+    "cores": "2",
+    "threads": "2",
+    "memory": "1 GiB",
+    "python": "3.11",
+    "torch": "2",
+}

@@ -27,8 +27,8 @@ with the ``|L| x |U|`` matrix rebuilt per pick). Why it is built this way:
   it, so that the table shows the selection's own increment over its inputs;
 * strategies whose cost is quadratic in the pool (:data:`QUADRATIC`) run at 20k only.
 
-The table is printed and, for a full run (or with ``--output``), written to
-``docs/benchmarks.md`` below a header that says what was measured.
+The table is printed and, for a full run (or with ``--output``), written as the section
+``selection`` of ``docs/benchmarks.md`` (:mod:`bench.document`), with what was measured.
 """
 
 from __future__ import annotations

@@ -32,14 +32,20 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 def _chunk_scores(block: torch.Tensor, kind: str) -> torch.Tensor:
-    """Scores of a ``rows x C`` float64 block; *smaller* means *more* uncertain."""
+    """Float64 scores of a ``rows x C`` block; *smaller* means *more* uncertain.
+
+    Margin and least confidence pick values in the block's own dtype and only then widen
+    them (exact: every float32 is a float64), so the block itself is never copied to
+    float64; the top-1 minus top-2 difference is taken in float64, where it is exact.
+    Entropy sums C terms, so it widens the block first.
+    """
     if kind == "margin":
-        top2 = torch.topk(block, 2, dim=1).values
+        top2 = torch.topk(block, 2, dim=1).values.double()
         return top2[:, 0] - top2[:, 1]
     if kind == "least_confidence":
-        return block.max(dim=1).values
+        return block.max(dim=1).values.double()
     # entropy H = sum_c entr(p_c) with entr(0) = 0; negated so that the largest H comes first.
-    return -torch.special.entr(block).sum(dim=1)
+    return -torch.special.entr(block.double()).sum(dim=1)
 
 
 def uncertainty_order(
@@ -92,7 +98,7 @@ def uncertainty_order(
         for start in range(0, n, chunk):
             rows = probs[start : start + chunk]
             if isinstance(rows, torch.Tensor):
-                block = rows.to(torch.float64)  # stays on the tensor's device
+                block = rows  # stays on the tensor's device
             else:
                 block = torch.from_numpy(np.array(rows, dtype=np.float64))  # copies one chunk
             scores[start : start + block.shape[0]] = _chunk_scores(block, kind).cpu().numpy()

@@ -82,30 +82,34 @@ def _usable_cpus() -> int:
 
 
 class _EpochOrder(Sampler[np.ndarray]):
-    """Positions ``0..n-1`` in batches, in a new random order from ``generator`` per iteration.
+    """Positions ``0..n-1`` in batches, in a new random order from ``generator`` per iteration
+    (in order, every row, when ``generator`` is None: evaluation and feature extraction).
 
-    Runs in the main process, so the order does not depend on the number of workers. A final
-    batch of a single row is dropped unless ``n == 1``: BatchNorm cannot normalise one sample
-    in training mode. The order is drawn when the first batch is requested, not when the
-    iterator is made: a multi-worker DataLoader makes one and discards it when it starts its
-    workers, and that must not cost an epoch's draw.
+    Runs in the main process, so the order does not depend on the number of workers. In
+    random order a final batch of a single row is dropped unless ``n == 1``: BatchNorm cannot
+    normalise one sample in training mode. The order is drawn when the first batch is
+    requested, not when the iterator is made: a multi-worker DataLoader makes one and
+    discards it when it starts its workers, and that must not cost an epoch's draw.
     """
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None) -> None:
         super().__init__()
         self._n = n
         self._generator = generator
         self._slices = [
             (start, min(start + batch_size, n))
             for start in range(0, n, batch_size)
-            if min(batch_size, n - start) > 1 or n == 1
+            if generator is None or min(batch_size, n - start) > 1 or n == 1
         ]
 
     def __len__(self) -> int:
         return len(self._slices)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        order = torch.randperm(self._n, generator=self._generator).numpy()
+        if self._generator is None:
+            order = np.arange(self._n)
+        else:
+            order = torch.randperm(self._n, generator=self._generator).numpy()
         for start, stop in self._slices:
             yield order[start:stop]
 
@@ -140,6 +144,9 @@ class _Batches(Dataset):
 class ImageBatchLoader:
     """An epoch's training batches of ``data[indices]``, decoded ahead by worker processes.
 
+    With ``generator=None`` the batches are ``indices`` in order, every row once (a final
+    single row included): the passes that extract features or score the pool.
+
     Build one per fine-tune and iterate it once per epoch: the workers persist between
     epochs (no start-up cost per epoch) until :meth:`close`, which the ``with`` statement
     calls. Each iteration draws the next epoch's order from ``generator`` (``torch.randperm``
@@ -168,7 +175,7 @@ class ImageBatchLoader:
         image_size: int,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
-        generator: torch.Generator,
+        generator: torch.Generator | None,
         device: torch.device,
         workers: int,
     ) -> None:

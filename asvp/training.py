@@ -162,11 +162,29 @@ def proxy_outputs(
 
 
 def _image_batches(
-    data: ImageSet, indices: np.ndarray, backbone: Backbone, image_size: int, batch_size: int
+    data: ImageSet,
+    indices: np.ndarray,
+    backbone: Backbone,
+    image_size: int,
+    batch_size: int,
+    device: torch.device,
 ) -> Iterator[torch.Tensor]:
+    """``data[indices]`` in order, in batches on ``device``, decoded ahead by loader workers on
+    CUDA (channels-last there); the workers stop when the pass ends."""
     prep = backbone.preprocessing
-    for start in range(0, len(indices), batch_size):
-        yield data.batch(indices[start : start + batch_size], image_size, prep.mean, prep.std)
+    with ImageBatchLoader(
+        data,
+        indices,
+        batch_size,
+        image_size,
+        prep.mean,
+        prep.std,
+        None,
+        device,
+        loader_workers(device),
+    ) as loader:
+        for images, _ in loader:
+            yield images
 
 
 def _embedding_batches(
@@ -178,9 +196,16 @@ def _embedding_batches(
     batch_size: int,
     device: torch.device,
 ) -> Iterator[torch.Tensor]:
-    network.to(device).eval()
-    for batch in _image_batches(data, indices, backbone, image_size, batch_size):
-        yield network(batch.to(device))
+    """The backbone's embeddings of ``data[indices]``, eval mode, in float32. On CUDA the
+    backbone runs channels-last under autocast, as in fine-tuning; its outputs are widened
+    to float32 before the head, so the softmax outputs that rank the pool keep float32's
+    resolution."""
+    prepare_model(network, device).eval()
+    precision = MixedPrecision.for_device(device)
+    for batch in _image_batches(data, indices, backbone, image_size, batch_size, device):
+        with precision.autocast():
+            embeddings = network(batch)
+        yield embeddings.float()
 
 
 @torch.no_grad()
@@ -195,26 +220,20 @@ def extract_features(
 ) -> torch.Tensor:
     """Pooled backbone features (float32, on ``device``) of ``data[indices]``, eval mode.
 
-    On CUDA the forward pass runs under autocast (bfloat16 where the GPU supports it, else
-    float16) on channels-last inputs: the features are stored as float16 anyway, and both
-    speed up convolutions on tensor cores. On CPU it is plain float32. ``progress`` is told
-    how many images each batch held.
+    On CUDA the images are decoded ahead by loader workers and the forward pass runs under
+    autocast (bfloat16 where the GPU supports it, else float16) on channels-last inputs: the
+    features are stored as float16 anyway, and both speed up convolutions on tensor cores.
+    On CPU it is plain float32. ``progress`` is told how many images each batch held.
     """
-    network = prepare_model(backbone.network, device).eval()
-    cuda = device.type == "cuda"
-    precision = MixedPrecision.for_device(device)
     parts = []
-    for batch in _image_batches(data, indices, backbone, image_size, batch_size):
-        if cuda:
-            batch = batch.to(device, non_blocking=True, memory_format=torch.channels_last)
-        else:
-            batch = batch.to(device)
-        with precision.autocast():
-            parts.append(network(batch).float())
+    for batch in _embedding_batches(
+        backbone.network, backbone, data, indices, image_size, batch_size, device
+    ):
+        parts.append(batch)
         if progress is not None:
             progress.advance(len(batch))
-    if cuda:
-        network.to(memory_format=torch.contiguous_format)
+    if device.type == "cuda":  # give the network back in its own layout
+        backbone.network.to(memory_format=torch.contiguous_format)
     return torch.cat(parts)
 
 
@@ -258,8 +277,8 @@ def _recalibrate_batch_norm(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over all batches
     network.to(device).train()
-    for batch in _image_batches(data, indices, backbone, image_size, config.batch_size):
-        network(batch.to(device))
+    for batch in _image_batches(data, indices, backbone, image_size, config.batch_size, device):
+        network(batch)
     for norm, momentum in zip(norms, saved_momenta, strict=True):
         norm.momentum = momentum
 
@@ -319,11 +338,10 @@ def fine_tune(
     if method not in TRAIN_METHODS:
         raise ValueError(f"unknown train method {method!r}; expected one of {TRAIN_METHODS}")
     torch.manual_seed(seed)
-    model = prepare_model(
-        Classifier(backbone.network, backbone.num_features, data.num_classes), device
-    )
+    model = Classifier(backbone.network, backbone.num_features, data.num_classes).to(device)
     if method == "lpft":
         _linear_probe(model, backbone, data, indices, image_size, linear_probe, seed, device)
+    prepare_model(model, device)  # after the probe, whose extraction restores the layout
     optimizer = torch.optim.SGD(
         [
             {"params": model.backbone.parameters(), "lr": config.lr_backbone},

@@ -304,3 +304,19 @@ def test_fine_tune_with_loader_workers_equals_fine_tune_in_the_main_process(monk
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not multiprocessing.active_children()
+
+
+def test_ordered_loader_gives_every_row_in_order_with_any_workers():
+    """generator=None: the passes that extract features or score the pool see every row once,
+    in order, a final single row included."""
+    data = random_images(count=21)
+    indices = np.arange(20, -1, -1)
+    expected = data.batch(indices, 8, MEAN, STD)
+    for workers in (0, 2):
+        with ImageBatchLoader(
+            data, indices, 5, 8, MEAN, STD, None, torch.device("cpu"), workers
+        ) as loader:
+            batches = list(loader)
+        assert [len(rows) for _, rows in batches] == [5, 5, 5, 5, 1]
+        assert torch.equal(torch.cat([rows for _, rows in batches]), torch.from_numpy(indices))
+        assert torch.equal(torch.cat([images for images, _ in batches]), expected)

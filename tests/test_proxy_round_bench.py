@@ -134,3 +134,15 @@ _INFO = {
     "python": "3.11",
     "torch": "2",
 }
+
+
+@pytest.mark.parametrize("strategy", proxy_round.SELECT_STRATEGIES)
+def test_gpu_selection_part_runs_each_strategy_on_the_proxy_outputs(
+    tmp_path, monkeypatch, strategy
+):
+    monkeypatch.setitem(proxy_round.PARTS, "b", SMALL)
+    monkeypatch.setattr(proxy_round, "SELECT_BUDGET", 40)
+    proxy_round.generate("b", tmp_path)
+    record = proxy_round.measure("select", tmp_path, "cpu", strategy=strategy)
+    assert record["way"] == strategy and record["selected"] == 40
+    assert set(record["seconds"]) == {"select"}

@@ -79,6 +79,8 @@ def _train_on_tensors(
     model.train()
     for _ in range(epochs):
         batches = list(_shuffled_batches(len(labels), batch_size, generator))
+        if not batches:  # no labelled rows: nothing to train on
+            break
         order = torch.from_numpy(np.concatenate(batches)).to(inputs.device, non_blocking=True)
         start = 0
         for batch in batches:

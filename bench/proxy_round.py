@@ -457,6 +457,11 @@ def render_section(
         for part, spec in PARTS.items()
     )
     checks = "\n".join(f"* {v}" for v in verdicts(rows, gpu)) or "* (not measured in this run)"
+    if not gpu:
+        checks += (
+            "\n* GPU figures (the GPU checks, the 50k selections, fine-tuning images/s): not "
+            "measured in this run; `make bench BENCH_DEVICE=cuda` on a GPU machine adds them."
+        )
     return f"""## Proxy round (SVPp) and an ImageNet-sized pool
 
 Written by `{command}` on {time.strftime("%Y-%m-%d")}; total wall time {total_seconds / 60:.1f} min.

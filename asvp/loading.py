@@ -81,9 +81,10 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-class _EpochOrder(Sampler[np.ndarray]):
+class BatchOrder(Sampler[np.ndarray]):
     """Positions ``0..n-1`` in batches, in a new random order from ``generator`` per iteration
     (in order, every row, when ``generator`` is None: evaluation and feature extraction).
+    Also the batch order of the proxy and the linear probe (:mod:`asvp.training`).
 
     Runs in the main process, so the order does not depend on the number of workers. In
     random order a final batch of a single row is dropped unless ``n == 1``: BatchNorm cannot
@@ -186,7 +187,7 @@ class ImageBatchLoader:
         self._loader = DataLoader(
             _Batches(data, indices, image_size, mean, std),
             batch_size=None,  # the sampler yields whole batches
-            sampler=_EpochOrder(len(indices), batch_size, generator),
+            sampler=BatchOrder(len(indices), batch_size, generator),
             num_workers=workers,
             pin_memory=cuda,
             persistent_workers=workers > 0,

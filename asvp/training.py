@@ -17,7 +17,13 @@ from torch import nn
 
 from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig
 from asvp.data import ImageSet
-from asvp.loading import ImageBatchLoader, MixedPrecision, loader_workers, prepare_model
+from asvp.loading import (
+    BatchOrder,
+    ImageBatchLoader,
+    MixedPrecision,
+    loader_workers,
+    prepare_model,
+)
 from asvp.models.backbones import Backbone
 from asvp.models.heads import Classifier, ProxyMLP
 from asvp.pool import PoolFeatures
@@ -27,28 +33,9 @@ TRAIN_METHODS = ("ft", "lpft")
 PROXY_COSINE_CYCLES = 7 / 16
 
 
-def _shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
-    """Positions 0..n-1 in a seeded random order, in batches.
-
-    A final batch of a single row is dropped: BatchNorm cannot normalise one sample in training
-    mode (the official code crashes there).
-    """
-    order = torch.randperm(n, generator=generator).numpy()
-    for start in range(0, n, batch_size):
-        batch = order[start : start + batch_size]
-        if len(batch) > 1 or n == 1:
-            yield batch
-
-
 def _cosine_factor(step: int, total_steps: int) -> float:
     """FixMatch-style per-step cosine decay without warm-up: cos(7*pi/16 * progress)."""
     return math.cos(math.pi * PROXY_COSINE_CYCLES * step / max(total_steps, 1))
-
-
-def _batch_count(n: int, batch_size: int) -> int:
-    """Batches :func:`_shuffled_batches` yields for ``n`` rows (a final single row dropped)."""
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest > 1 or n == 1 else 0)
 
 
 def _train_on_tensors(
@@ -72,19 +59,20 @@ def _train_on_tensors(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
     )
-    total_steps = epochs * _batch_count(len(labels), batch_size)
+    order = BatchOrder(len(labels), batch_size, generator)
+    total_steps = epochs * len(order)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _cosine_factor(step, total_steps)
     )
     model.train()
     for _ in range(epochs):
-        batches = list(_shuffled_batches(len(labels), batch_size, generator))
+        batches = list(order)
         if not batches:  # no labelled rows: nothing to train on
             break
-        order = torch.from_numpy(np.concatenate(batches)).to(inputs.device, non_blocking=True)
+        rows = torch.from_numpy(np.concatenate(batches)).to(inputs.device, non_blocking=True)
         start = 0
         for batch in batches:
-            index = order[start : start + len(batch)]
+            index = rows[start : start + len(batch)]
             start += len(batch)
             loss = F.cross_entropy(model(inputs[index]), labels[index])
             optimizer.zero_grad(set_to_none=True)

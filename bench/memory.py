@@ -18,15 +18,21 @@ from types import TracebackType
 SAMPLE_SECONDS = 0.005
 
 
-def anonymous_bytes() -> int:
-    """``RssAnon`` of this process now, in bytes (0 where ``/proc`` does not exist)."""
+def status_bytes(field: str) -> int:
+    """The size ``field`` (``RssAnon``, ``VmRSS``, ...) of ``/proc/self/status`` in bytes; 0
+    where ``/proc`` does not exist."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def anonymous_bytes() -> int:
+    """``RssAnon`` of this process now, in bytes (0 where ``/proc`` does not exist)."""
+    return status_bytes("RssAnon")
 
 
 class AnonymousPeak:

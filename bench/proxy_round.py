@@ -40,12 +40,13 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from asvp.timing import PhaseTimer
 
 from .document import write_section
 from .selection import DEFAULT_OUTPUT, GIB, _machine_line, machine_info, run_child
@@ -130,29 +131,7 @@ def _load(data: Path) -> _Pool:
 # ----------------------------------------------------------------------------- the ways
 
 
-class _Clock:
-    """Seconds per named phase, CUDA synchronised on both ends."""
-
-    def __init__(self, device: str) -> None:
-        import torch
-
-        self.cuda = torch.device(device).type == "cuda"
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        import torch
-
-        if self.cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        yield
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.seconds[name] = time.perf_counter() - start
-
-
-def _ours(pool: _Pool, spec: RoundSpec, device: str, clock: _Clock) -> np.ndarray:
+def _ours(pool: _Pool, spec: RoundSpec, device: str, clock: PhaseTimer) -> np.ndarray:
     """The round as a cell runs it (:meth:`asvp.pipelines.CellRunner._proxy_scoring`)."""
     import torch
 
@@ -175,7 +154,7 @@ def _ours(pool: _Pool, spec: RoundSpec, device: str, clock: _Clock) -> np.ndarra
         return select("margin", request)
 
 
-def _dataloader(pool: _Pool, spec: RoundSpec, device: str, clock: _Clock) -> np.ndarray:
+def _dataloader(pool: _Pool, spec: RoundSpec, device: str, clock: PhaseTimer) -> np.ndarray:
     """The official code's way: a per-sample dataset of feature rows (``FeasDataset``) read
     by a ``DataLoader`` (``num_workers=0``), the same proxy, optimiser and schedule; then the
     pool's softmax outputs gathered batch by batch and the margins sorted."""
@@ -225,7 +204,7 @@ def _dataloader(pool: _Pool, spec: RoundSpec, device: str, clock: _Clock) -> np.
         return pool.unlabeled[order]
 
 
-def _matmul(pool: _Pool, spec: RoundSpec, device: str, clock: _Clock) -> np.ndarray:
+def _matmul(pool: _Pool, spec: RoundSpec, device: str, clock: PhaseTimer) -> np.ndarray:
     """Only the matrix products of the round, on float32 tensors already on the device: per
     training step the forward products of both layers and the weight gradients (no
     normalisation, activation, loss or update), then the forward products over the pool."""
@@ -254,7 +233,7 @@ def _matmul(pool: _Pool, spec: RoundSpec, device: str, clock: _Clock) -> np.ndar
     return pool.unlabeled[: spec.budget]
 
 
-def _selection(pool: _Pool, strategy: str, device: str, clock: _Clock) -> np.ndarray:
+def _selection(pool: _Pool, strategy: str, device: str, clock: PhaseTimer) -> np.ndarray:
     """``strategy`` selecting :data:`SELECT_BUDGET` rows of part b's pool, on the outputs of
     part b's proxy (training and scoring not timed)."""
     import torch
@@ -315,7 +294,7 @@ def measure(
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    clock = _Clock(device)
+    clock = PhaseTimer(device)
     with AnonymousPeak() as peak:
         if part == "select":
             selected = _selection(pool, strategy or "margin", device, clock)
@@ -327,7 +306,7 @@ def measure(
         "way": way if part != "select" else strategy,
         "device": device,
         "threads": torch.get_num_threads(),
-        "seconds": clock.seconds,
+        "seconds": dict(clock.seconds),
         "total": sum(clock.seconds.values()),  # the timed phases only: no imports, no set-up
         "selected": int(np.asarray(selected).size),
         "peak_anonymous_bytes": peak.bytes,

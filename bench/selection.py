@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .document import write_section
+from .memory import status_bytes
 
 __all__ = [
     "ALIASES",
@@ -128,13 +129,8 @@ GIB = float(1 << 30)
 
 def _current_rss_kib() -> int:
     """Resident memory of this process now (KiB), from ``/proc/self/status``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    resident = status_bytes("VmRSS") // 1024
+    return resident or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def load_strategies() -> dict[str, str]:

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from asvp.timing import PhaseTimer  # noqa: E402
 from bench import proxy_round  # noqa: E402
 from bench.document import TITLE, write_section  # noqa: E402
 from bench.proxy_round import Measurement, RoundSpec, render_table, verdicts  # noqa: E402
@@ -49,7 +50,7 @@ def test_each_way_runs_the_round_and_reports_its_phases(small_pool, way):
 @pytest.mark.parametrize("way", ["ours", "dataloader"])
 def test_margin_ways_select_unlabelled_rows_a_trained_proxy_finds_uncertain(small_pool, way):
     pool = proxy_round._load(small_pool)
-    clock = proxy_round._Clock("cpu")
+    clock = PhaseTimer("cpu")
     run = {"ours": proxy_round._ours, "dataloader": proxy_round._dataloader}[way]
     selected = run(pool, SMALL, "cpu", clock)
     assert np.unique(selected).size == SMALL.budget

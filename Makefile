@@ -42,9 +42,9 @@ test: install lint
 # BENCH_DEVICE=cuda on a GPU machine (adds the 50k selections from the 1.28M pool).
 BENCH_DEVICE ?= cpu
 bench: install
-	$(BIN)/python -m bench.selection --device $(BENCH_DEVICE)
-	$(BIN)/python -m bench.proxy_round --device $(BENCH_DEVICE)
-	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m bench.finetune --device $(BENCH_DEVICE))
+	$(BIN)/python -m perf.selection --device $(BENCH_DEVICE)
+	$(BIN)/python -m perf.proxy_round --device $(BENCH_DEVICE)
+	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m perf.finetune --device $(BENCH_DEVICE))
 
 # A single-node SLURM cluster on this machine (root; Debian/Ubuntu), for trying the slurm executor.
 slurm-up:

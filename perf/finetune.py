@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python -m bench.finetune [--device cuda] [--images 2048] [--output PATH]
+    python -m perf.finetune [--device cuda] [--images 2048] [--output PATH]
 
 Times :func:`asvp.training.fine_tune` itself (the loop a cell runs: data loader workers,
 channels-last, autocast) on a ResNet-50 (torchvision's architecture, random weights: the
@@ -83,7 +83,7 @@ def render_section(figures: dict[str, float], info: dict[str, str], images: int,
     fp32, mixed = figures["fp32"], figures["mixed"]
     return f"""## Fine-tuning throughput
 
-Written by `python -m bench.finetune` on {time.strftime("%Y-%m-%d")}.
+Written by `python -m perf.finetune` on {time.strftime("%Y-%m-%d")}.
 
 **Machine.** {_machine_line(info)}.
 
@@ -103,7 +103,7 @@ Mixed precision: {mixed / fp32:.2f}× the float32 throughput.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.finetune", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m perf.finetune", description=__doc__)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--image-size", type=int, default=224)
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("bench.finetune: no CUDA device here; nothing measured", file=sys.stderr)
+        print("perf.finetune: no CUDA device here; nothing measured", file=sys.stderr)
         return 2
     figures = {
         name: images_per_second(args.device, mixed, args.images, args.image_size)

@@ -3,10 +3,10 @@ memory-mapped pool.
 
 Usage (from the repository root)::
 
-    python -m bench.proxy_round [--parts a b] [--device cpu|cuda] [--threads N] [--output PATH]
-    python -m bench.proxy_round measure --part a|b --way ours|dataloader|matmul --data DIR
-    python -m bench.proxy_round measure --part select --strategy margin|badge|coreset --data DIR
-    python -m bench.proxy_round generate --part a|b --out DIR
+    python -m perf.proxy_round [--parts a b] [--device cpu|cuda] [--threads N] [--output PATH]
+    python -m perf.proxy_round measure --part a|b --way ours|dataloader|matmul --data DIR
+    python -m perf.proxy_round measure --part select --strategy margin|badge|coreset --data DIR
+    python -m perf.proxy_round generate --part a|b --out DIR
 
 The parts (issue "speed where the method promises it"):
 
@@ -20,16 +20,16 @@ The parts (issue "speed where the method promises it"):
   products the round needs, on float32 tensors already in memory: the floor).
 * **b**: an ImageNet-sized round: 1,281,167 x 2048 float16 features in a memory-mapped file,
   1000 classes, 100k labelled; the proxy trained for 2 epochs, the 1,181,167 unlabelled rows
-  scored, 10k selected by margin. Wall time and peak anonymous memory (:mod:`bench.memory`:
+  scored, 10k selected by margin. Wall time and peak anonymous memory (:mod:`perf.memory`:
   the memory map's pages are not anonymous, and are excluded).
 * **select** (GPU): margin, BADGE and coreset selecting 50k from part b's pool, on the
   outputs of part b's proxy.
 
-Every measurement runs in a fresh process (:func:`bench.selection.run_child`), so that its
+Every measurement runs in a fresh process (:func:`perf.selection.run_child`), so that its
 memory figures are its own; pools are generated once per run into a temporary directory
-(a Gaussian mixture, as :mod:`bench.synthetic`: random class centres, per-class noise).
+(a Gaussian mixture, as :mod:`perf.synthetic`: random class centres, per-class noise).
 Timings synchronise CUDA. The result is the section ``proxy-round`` of
-``docs/benchmarks.md`` (:mod:`bench.document`).
+``docs/benchmarks.md`` (:mod:`perf.document`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from asvp.timing import PhaseTimer
 from .document import write_section
 from .selection import DEFAULT_OUTPUT, GIB, _machine_line, machine_info, run_child
 
-MODULE = "bench.proxy_round"
+MODULE = "perf.proxy_round"
 SECTION = "proxy-round"
 WAYS = ("ours", "dataloader", "matmul")
 SELECT_STRATEGIES = ("margin", "badge", "coreset")
@@ -447,7 +447,7 @@ Written by `{command}` on {time.strftime("%Y-%m-%d")}; total wall time {total_se
 
 **Machine.** {_machine_line(info)}.
 
-**What is measured** (`bench/proxy_round.py`; each row a fresh process; synthetic Gaussian
+**What is measured** (`perf/proxy_round.py`; each row a fresh process; synthetic Gaussian
 mixture pools stored as float16 `.npy` files and read memory-mapped, as the feature store
 serves them):
 
@@ -462,7 +462,7 @@ the matrix products the round needs, on float32 tensors already in memory (per s
 layers' forward products and their weight gradients; then the pool's forward products): the
 floor. *train* includes reading the labelled rows; *select* includes the contract checks of
 `asvp.strategies.select`. *Peak anonymous* is the largest `RssAnon` of the process sampled
-every 5 ms (`bench/memory.py`): the memory map's pages are file pages, not anonymous, and are
+every 5 ms (`perf/memory.py`): the memory map's pages are file pages, not anonymous, and are
 excluded. *select* rows (GPU runs): one selection of {SELECT_BUDGET:,} from part (b)'s pool
 on its proxy's outputs (probabilities, hidden-layer embeddings); only the selection is timed.
 
@@ -494,7 +494,7 @@ def run(args: argparse.Namespace) -> list[Measurement]:
     for verdict in verdicts(rows, args.device.startswith("cuda")):
         print(f"* {verdict}")
     if str(args.output) != "-":
-        command = "python -m bench.proxy_round " + " ".join(sys.argv[1:])
+        command = "python -m perf.proxy_round " + " ".join(sys.argv[1:])
         write_section(args.output, SECTION, render_section(rows, info, total, command.strip()))
         print(f"Wrote section {SECTION!r} of {args.output}", flush=True)
     return rows
@@ -505,7 +505,7 @@ def _log(message: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxy_round", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m perf.proxy_round", description=__doc__)
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the driver, or the ``measure`` / ``generate`` child."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("measure", "generate"):
-        child = argparse.ArgumentParser(prog=f"python -m bench.proxy_round {argv[0]}")
+        child = argparse.ArgumentParser(prog=f"python -m perf.proxy_round {argv[0]}")
         child.add_argument("--part", required=True, choices=[*PARTS, "select"])
         if argv[0] == "generate":
             child.add_argument("--out", required=True)

@@ -2,22 +2,22 @@
 
 Usage (from the repository root)::
 
-    python -m bench.selection [--only NAME ...] [--sizes 20k 200k] [--device cpu|cuda]
+    python -m perf.selection [--only NAME ...] [--sizes 20k 200k] [--device cpu|cuda]
                               [--threads N] [--timeout SECONDS] [--naive-timeout SECONDS]
                               [--output PATH] [--no-naive] [--measure-aliases]
-    python -m bench.selection measure --strategy NAME | --naive badge|kcenter --size SIZE ...
-    python -m bench.selection generate --size SIZE --out DIR
+    python -m perf.selection measure --strategy NAME | --naive badge|kcenter --size SIZE ...
+    python -m perf.selection generate --size SIZE --out DIR
 
 The driver (no sub-command) measures, for each strategy and pool size, one selection of
 :data:`BUDGET` indices with :func:`asvp.strategies.select`, and at 20k the naive references of
-:mod:`bench.naive` (BADGE with materialised embeddings and a full distance matrix; k-center
+:mod:`perf.naive` (BADGE with materialised embeddings and a full distance matrix; k-center
 with the ``|L| x |U|`` matrix rebuilt per pick). Why it is built this way:
 
-* every measurement is a fresh process (``python -m bench.selection measure ...``), so that its
+* every measurement is a fresh process (``python -m perf.selection measure ...``), so that its
   peak resident memory (``getrusage(RUSAGE_SELF).ru_maxrss``) is that measurement's alone;
   the child prints one JSON line, which the driver collects. A child that fails or runs past
   ``--timeout`` becomes an ``error``/``timeout`` row instead of ending the run;
-* each pool size is generated once (``generate`` in its own process, :mod:`bench.synthetic`)
+* each pool size is generated once (``generate`` in its own process, :mod:`perf.synthetic`)
   into a temporary directory, and every child reads the inputs its strategy needs from there,
   chunk by chunk into its own tensors: the inputs are the same for every strategy, and the
   run is not dominated by generating a 200k x 2048 mixture ten times;
@@ -28,7 +28,7 @@ with the ``|L| x |U|`` matrix rebuilt per pick). Why it is built this way:
 * strategies whose cost is quadratic in the pool (:data:`QUADRATIC`) run at 20k only.
 
 The table is printed and, for a full run (or with ``--output``), written as the section
-``selection`` of ``docs/benchmarks.md`` (:mod:`bench.document`), with what was measured.
+``selection`` of ``docs/benchmarks.md`` (:mod:`perf.document`), with what was measured.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def run_child(
     args: Sequence[str],
     timeout: float,
     threads: int | None = None,
-    module: str = "bench.selection",
+    module: str = "perf.selection",
 ) -> tuple[str, dict]:
     """Run ``python -m MODULE ARGS`` in a fresh process.
 
@@ -469,7 +469,7 @@ Written by `{command}` on {time.strftime("%Y-%m-%d")}; total wall time of the ru
 indices through `asvp.strategies.select` (the registry's contract checks included) on a
 synthetic pool, with the strategy's default options. Each measurement runs in a fresh process
 that loads the pool, then times only the `select` call (`time.perf_counter`; CUDA synchronised).
-Pools (`bench/synthetic.py`, seed 0): a Gaussian mixture (random class centres, per-class noise)
+Pools (`perf/synthetic.py`, seed 0): a Gaussian mixture (random class centres, per-class noise)
 as fp32 features, the first rows labelled; `probs` are the softmax of a fixed random linear map
 of the candidates' features at a temperature calibrated to a mean top-1 probability of
 {TARGET_CONFIDENCE}. The same tensor serves as `embeddings` and `features`; the labelled rows
@@ -489,7 +489,7 @@ selection's own peak increment.{gpu_note}
 only, in their own processes, on the same pool: *naive seconds* for `badge` is
 {NAIVE_NAMES["badge"]}; for `coreset` and `coreset_self` the greedy k-center with the
 {NAIVE_NAMES["kcenter"]} (the official `acquire_new_sample`), measured once and shown on both
-rows since both read the same tensor here (`bench/naive.py`). *Speed-up* = naive seconds /
+rows since both read the same tensor here (`perf/naive.py`). *Speed-up* = naive seconds /
 seconds. A measurement still running after {timeout:.0f} s ({naive_timeout:.0f} s for a naive
 reference) is stopped and shown as `timeout`.
 
@@ -627,7 +627,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     full = args.only is None and list(args.sizes) == list(_DEFAULT_SIZES)
     output = args.output if args.output is not None else (DEFAULT_OUTPUT if full else None)
     if output is not None and str(output) != "-":
-        command = "python -m bench.selection " + " ".join(sys.argv[1:])
+        command = "python -m perf.selection " + " ".join(sys.argv[1:])
         text = render_document(
             rows,
             info,
@@ -667,7 +667,7 @@ _DEFAULT_SIZES = ("20k", "200k")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.selection",
+        prog="python -m perf.selection",
         description="Selection time and peak memory of every strategy on synthetic pools.",
     )
     parser.add_argument("--only", nargs="+", metavar="STRATEGY", help="strategies to measure")
@@ -711,7 +711,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _child_parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m bench.selection {command}")
+    parser = argparse.ArgumentParser(prog=f"python -m perf.selection {command}")
     parser.add_argument("--size", required=True, help="20k, 200k or ROWSxDIMxCLASSES")
     parser.add_argument("--labelled", type=int, default=None, help="labelled rows")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""The selection benchmark (``bench/``): naive references agree with the real kernels, the
+"""The selection benchmark (``perf/``): naive references agree with the real kernels, the
 measuring child runs end to end, the synthetic pools and the table are what they claim."""
 
 import sys
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-# ``bench`` is not an installed package: it runs from the repository root.
+# ``perf`` is not an installed package: it runs from the repository root.
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.naive import naive_badge, naive_badge_min_sq_distances, naive_k_center  # noqa: E402
-from bench.selection import Row, render_table, run_child  # noqa: E402
-from bench.synthetic import load_pool, make_pool, parse_size, save_pool  # noqa: E402
+from perf.naive import naive_badge, naive_badge_min_sq_distances, naive_k_center  # noqa: E402
+from perf.selection import Row, render_table, run_child  # noqa: E402
+from perf.synthetic import load_pool, make_pool, parse_size, save_pool  # noqa: E402
 
 
 def _rows(n: int, dim: int, seed: int) -> torch.Tensor:

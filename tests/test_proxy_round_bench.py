@@ -1,4 +1,4 @@
-"""The proxy-round benchmark (``bench/proxy_round.py``) and its helpers: the three ways run on
+"""The proxy-round benchmark (``perf/proxy_round.py``) and its helpers: the three ways run on
 a small pool, the memory probe counts anonymous pages only, the verdicts follow the figures,
 and each benchmark rewrites only its own section of ``docs/benchmarks.md``."""
 
@@ -15,9 +15,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from asvp.timing import PhaseTimer  # noqa: E402
-from bench import proxy_round  # noqa: E402
-from bench.document import TITLE, write_section  # noqa: E402
-from bench.proxy_round import Measurement, RoundSpec, render_table, verdicts  # noqa: E402
+from perf import proxy_round  # noqa: E402
+from perf.document import TITLE, write_section  # noqa: E402
+from perf.proxy_round import Measurement, RoundSpec, render_table, verdicts  # noqa: E402
 
 SMALL = RoundSpec(rows=700, dim=16, classes=3, labelled=120, epochs=2, budget=25, batch_size=64)
 
@@ -60,7 +60,7 @@ def test_margin_ways_select_unlabelled_rows_a_trained_proxy_finds_uncertain(smal
 PROBE = """
 import json, sys
 import numpy as np
-from bench.memory import AnonymousPeak, anonymous_bytes
+from perf.memory import AnonymousPeak, anonymous_bytes
 mapped = np.load(sys.argv[1], mmap_mode="r")
 with AnonymousPeak() as reading:
     total = sum(float(mapped[i].max()) for i in range(len(mapped)))  # every page read
@@ -134,7 +134,7 @@ def test_each_benchmark_rewrites_only_its_own_section(tmp_path):
 
 
 def test_finetune_throughput_is_measured_through_fine_tune():
-    from bench.finetune import images_per_second, render_section
+    from perf.finetune import images_per_second, render_section
 
     # a figure, not a verdict: on a shared CPU the difference of two short runs is noise
     rate = images_per_second("cpu", True, images=16, image_size=32, architecture="resnet18")

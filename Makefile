@@ -37,11 +37,14 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -q
 
-# Selection time and peak memory per strategy (20k and 200k pools), then the proxy round three
-# ways and an ImageNet-sized memory-mapped round; each writes its section of docs/benchmarks.md.
+# The speed benchmarks (perf/): how fast the CLI answers (--help, validate with no data; median
+# of 5 fresh processes against issue 13's targets), selection time and peak memory per strategy
+# (20k and 200k pools), then the proxy round three ways and an ImageNet-sized memory-mapped round;
+# each writes its section of docs/benchmarks.md.
 # BENCH_DEVICE=cuda on a GPU machine (adds the 50k selections from the 1.28M pool).
 BENCH_DEVICE ?= cpu
 bench: install
+	$(BIN)/python -m perf.cli_latency
 	$(BIN)/python -m perf.selection --device $(BENCH_DEVICE)
 	$(BIN)/python -m perf.proxy_round --device $(BENCH_DEVICE)
 	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m perf.finetune --device $(BENCH_DEVICE))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from types import TracebackType
 
 SAMPLE_SECONDS = 0.005
 
@@ -54,12 +53,8 @@ class AnonymousPeak:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop sampling (on an exception too, which propagates) and take a last sample."""
         self._stop.set()
         self._thread.join()
         self.bytes = max(self.bytes, anonymous_bytes())

@@ -1,5 +1,6 @@
 """The selection benchmark (``perf/``): naive references agree with the real kernels, the
-measuring child runs end to end, the synthetic pools and the table are what they claim."""
+measuring child runs end to end, the synthetic pools and the table are what they claim; the
+CLI latency check (``perf/cli_latency.py``) times fresh processes and reports every probe."""
 
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from perf import cli_latency  # noqa: E402
 from perf.naive import naive_badge, naive_badge_min_sq_distances, naive_k_center  # noqa: E402
 from perf.selection import Row, render_table, run_child  # noqa: E402
 from perf.synthetic import load_pool, make_pool, parse_size, save_pool  # noqa: E402
@@ -111,3 +113,32 @@ def test_render_table():
     assert "skipped" in lines[4] and "quadratic: 20k only" in lines[4]
     assert "| timeout |" in lines[5]
     assert "peak GPU" in render_table(rows, gpu=True).splitlines()[0]
+
+
+def test_cli_latency_measures_fresh_processes():
+    probe = cli_latency.Probe("asvp-bench --help", ("--help",), cli_latency.HELP_TARGET)
+    (timing,) = cli_latency.measure([probe], repeats=1)
+    assert timing.probe == probe
+    assert len(timing.seconds) == 1 and timing.seconds[0] > 0
+    assert len(timing.exit_codes) == 1
+    assert timing.median == timing.seconds[0]
+    assert isinstance(timing.passed, bool)
+    assert (timing.error == "") == (timing.exit_codes == (0,))
+    row = cli_latency.render_table([timing]).splitlines()[-1]
+    assert row.startswith("| `asvp-bench --help` |") and row.endswith(("| pass |", "| **fail** |"))
+
+
+def test_cli_latency_probes_and_verdicts():
+    found = cli_latency.probes(Path("experiments/table2.yaml"), ["validate", "run"])
+    assert [p.label for p in found] == [
+        "asvp-bench --help",
+        "asvp-bench validate --help",
+        "asvp-bench run --help",
+        "asvp-bench validate experiments/table2.yaml",
+    ]
+    assert [p.target for p in found] == [1.0, 1.0, 1.0, 3.0]
+    assert Path(found[-1].args[1]).is_absolute()  # the runs start in an empty folder
+    fast = cli_latency.Timing(found[0], (0.3, 0.2, 5.0), (0, 0, 0))
+    failing = cli_latency.Timing(found[-1], (0.5,), (2,), "error: no data")
+    assert fast.median == 0.3 and fast.passed
+    assert not failing.passed  # fast, but a non-zero exit

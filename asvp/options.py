@@ -263,7 +263,7 @@ def describe(annotation: Any) -> str:
     if origin is dict:
         return f"a mapping of string to {_plural(describe(args[1]), plural=False)}"
     if origin is Literal:
-        return "one of: " + ", ".join(str(a) for a in args)
+        return "one of: " + ", ".join(sorted(str(a) for a in args))
     return _WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
@@ -305,9 +305,18 @@ def _scalar(value: Any, annotation: Any) -> Any:
 
 
 def _option(name: str, annotation: Any, default: Any) -> Option:
-    constraints: tuple[Constraint, ...] = ()
-    if typing.get_origin(annotation) is Annotated:
-        constraints = tuple(m for m in annotation.__metadata__ if isinstance(m, Range | Increasing))
+    """An option from its annotation; the constraints of ``Annotated[X, ...] | None`` count
+    as the option's own (null is always accepted where the type allows it)."""
+    parts = [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        parts = list(typing.get_args(annotation))
+    constraints = tuple(
+        m
+        for part in parts
+        if typing.get_origin(part) is Annotated
+        for m in part.__metadata__
+        if isinstance(m, Range | Increasing)
+    )
     return Option(name, _strip(annotation), constraints, default)
 
 

@@ -262,11 +262,11 @@ def test_options_are_checked_by_signature_and_values():
         "purity": 0.9,
     }
     assert check_strategy_options("probcover", {"delta": 1})["delta"] == 1  # int is a float
-    with pytest.raises(ValueError, match="'delta' must be float or null"):
+    with pytest.raises(ValueError, match="delta: got '0.5'; expected a finite number > 0 or null"):
         check_strategy_options("probcover", {"delta": "0.5"})
-    with pytest.raises(ValueError, match="no option 'alpha'"):
+    with pytest.raises(ValueError, match="alpha: got 0.9; expected a known option"):
         check_strategy_options("probcover", {"alpha": 0.9})
     for options in ({"delta": -0.1}, {"delta": 0.0}, {"purity": 1.5}, {"purity": 0.0}):
         (key,) = options
-        with pytest.raises(ValueError, match=f"'{key}'"):
+        with pytest.raises(ValueError, match=f"'probcover': {key}: got {options[key]}; expected"):
             select("probcover", _request(), options)

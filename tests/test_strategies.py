@@ -11,11 +11,13 @@ import torch
 from asvp.strategies import (
     SelectionRequest,
     available_strategies,
+    check_strategy_options,
     get_strategy,
     register_strategy,
     registry,
     select,
     strategy_needs_probs,
+    strategy_options,
     uncertainty_order,
 )
 from asvp.strategies.registry import StrategyContractError
@@ -139,22 +141,6 @@ def test_contract_on_random_data(name, seed):
     assert not np.isin(out, req.labeled).any()
 
 
-@pytest.mark.parametrize("name", BUILTIN)
-def test_budget_larger_than_pool_returns_whole_pool(name):
-    req = _request(n=12, budget=40)
-    out = select(name, req)
-    assert sorted(out.tolist()) == sorted(req.pool_ids.tolist())
-
-
-@pytest.mark.parametrize("name", BUILTIN)
-def test_zero_budget_and_empty_pool(name):
-    assert select(name, _request(budget=0)).size == 0
-    empty = SelectionRequest(
-        np.zeros(0, np.int64), np.array([1, 2]), 5, np.random.default_rng(0), np.zeros((0, 3))
-    )
-    assert select(name, empty).size == 0
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_uncertainty_strategies_select_pool_ids_not_positions(kind):
     req = _request(n=30, budget=6, seed=3)
@@ -266,6 +252,53 @@ def test_random_needs_no_probs_but_uncertainty_does():
     assert select("random", req).size == req.budget
     with pytest.raises(ValueError, match="needs probs"):
         select("margin", req)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _replay(tmp_path, order, labeled, pool, budget) -> np.ndarray:
+    path = tmp_path / "order.npy"
+    np.save(path, np.asarray(order, dtype=np.int64))
+    request = SelectionRequest(
+        np.asarray(pool), np.asarray(labeled), budget, np.random.default_rng(0)
+    )
+    return select("replay", request, {"order": str(path)})
+
+
+def test_replay_takes_the_next_entries_after_the_labelled_prefix(tmp_path):
+    order = [7, 3, 9, 0, 5, 8, 1]
+    got = _replay(tmp_path, order, labeled=[3, 7], pool=[0, 1, 5, 8, 9], budget=3)
+    assert got.tolist() == [9, 0, 5]
+    assert _replay(tmp_path, order, [3, 7], [0, 1, 5, 8, 9], 0).tolist() == []
+    with pytest.raises(ValueError, match="not the first 2 entries"):
+        _replay(tmp_path, order, labeled=[3, 9], pool=[0, 1, 5, 7, 8], budget=2)
+    with pytest.raises(ValueError, match="7 indices, but the budgets need 8"):
+        _replay(tmp_path, order, labeled=[3, 7, 9], pool=[0, 1, 5, 8, 2], budget=5)
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("typiclust", {"max_clusters": 0}, "max_clusters: got 0; expected an integer >= 1"),
+        ("probcover", {"purity": 7.0}, "purity: got 7.0; expected a finite number in (0, 1]"),
+        ("badge", {"candidates": -1}, "candidates: got -1; expected an integer >= 1 or null"),
+        ("replay", {}, "order: got '<missing>'; expected a file path (required)"),
+        ("margin", {"candidate": 5}, "candidate: got 5; expected a known option; allowed: cand"),
+    ],
+)
+def test_bad_options_name_the_strategy_option_value_and_range(name, options, message):
+    with pytest.raises(ValueError) as error:
+        check_strategy_options(name, options)
+    assert str(error.value).startswith(f"strategy {name!r}: {message}")
+
+
+def test_checked_options_are_returned_as_given():
+    assert check_strategy_options("probcover", {"delta": 1}) == {"delta": 1}  # not 1.0
+    assert strategy_options("typiclust")["max_clusters"] == 500
 
 
 # --------------------------------------------------------------------------- request errors

@@ -2,7 +2,9 @@
 
 Strategies share one signature, ``strategy(request: SelectionRequest) -> np.ndarray`` of pool
 indices, and are looked up by name; :func:`select` runs one with the contract checks of
-``DESIGN.md``. Importing this package registers the built-in strategies.
+``DESIGN.md``; options are declared on the strategy functions and checked through
+:mod:`asvp.options`. Row helpers shared by the strategies are in :mod:`.rows`. Importing this
+package registers the built-in strategies.
 """
 
 # Importing a strategy module registers its strategies.
@@ -23,6 +25,7 @@ from .registry import (
     UnknownStrategyError,
     available_strategies,
     check_strategy_options,
+    declared_strategy_options,
     get_strategy,
     register_strategy,
     select,
@@ -40,6 +43,7 @@ __all__ = [
     "UnknownStrategyError",
     "available_strategies",
     "check_strategy_options",
+    "declared_strategy_options",
     "get_strategy",
     "k_center_greedy",
     "register_strategy",

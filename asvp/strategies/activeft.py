@@ -66,13 +66,22 @@ similarities and a few ``K x D`` centroid-sized buffers.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .kmeans import as_float_rows, scatter_add_rows, squared_norms
-from .registry import Representation, SelectionRequest, register_strategy
+from ..options import Range, check_options, declared_options
+from .kmeans import scatter_add_rows
+from .registry import SelectionRequest, StrategyFn, register_strategy
+from .rows import (
+    as_float_rows,
+    chunk_size,
+    pool_ids_at,
+    squared_norms,
+    whole_pool_or_nothing,
+)
 
 __all__ = [
     "ASSIGN_TOP",
@@ -93,19 +102,19 @@ ASSIGN_TOP = 64
 _EPS = 1e-12  # F.normalize's eps: a zero row has similarity 0 to everything
 
 
-def _check_options(
-    iterations: int, temperature: float, lr: float, batch_size: int, balance: float
-) -> None:
-    if int(iterations) < 0:
-        raise ValueError(f"activeft option 'iterations' must be >= 0, got {iterations!r}")
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise ValueError(f"activeft option 'temperature' must be > 0, got {temperature!r}")
-    if not lr > 0 or not math.isfinite(lr):
-        raise ValueError(f"activeft option 'lr' must be > 0, got {lr!r}")
-    if int(batch_size) < 1:
-        raise ValueError(f"activeft option 'batch_size' must be >= 1, got {batch_size!r}")
-    if not balance >= 0 or not math.isfinite(balance):
-        raise ValueError(f"activeft option 'balance' must be >= 0, got {balance!r}")
+# ActiveFT's settings, each declared once: the strategies' options and the keywords of
+# :func:`activeft_centroids` and :func:`activeft_select`, which check direct calls by them.
+Iterations = Annotated[int, Range(ge=0)]
+Temperature = Annotated[float, Range(gt=0)]
+LearningRate = Annotated[float, Range(gt=0)]
+BatchSize = Annotated[int, Range(ge=1)]
+Balance = Annotated[float, Range(ge=0)]
+
+
+def _check_settings(**settings: object) -> None:
+    """``settings`` checked against the declarations of :func:`activeft_centroids`'s keywords
+    (``ValueError`` naming the setting, its value and the allowed range)."""
+    check_options(declared_options(activeft_centroids), settings, "activeft")
 
 
 def _inverse_norms(x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -118,11 +127,11 @@ def activeft_centroids(
     budget: int,
     rng: np.random.Generator,
     *,
-    iterations: int = 100,
-    temperature: float = 0.07,
-    lr: float = 1e-3,
-    batch_size: int = 20000,
-    balance: float = 1.0,
+    iterations: Iterations = 100,
+    temperature: Temperature = 0.07,
+    lr: LearningRate = 1e-3,
+    batch_size: BatchSize = 20000,
+    balance: Balance = 1.0,
     chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """The ``budget`` learnt ActiveFT centroids (unit rows), steps 1-2 of the module docstring.
@@ -139,7 +148,13 @@ def activeft_centroids(
     Returns:
         a ``budget x D`` tensor of unit rows on the pool's device.
     """
-    _check_options(iterations, temperature, lr, batch_size, balance)
+    _check_settings(
+        iterations=iterations,
+        temperature=temperature,
+        lr=lr,
+        batch_size=batch_size,
+        balance=balance,
+    )
     pool_x = as_float_rows(pool, "pool")
     lab_x = as_float_rows(labeled, "labeled").to(device=pool_x.device, dtype=pool_x.dtype)
     n, d = pool_x.shape
@@ -150,9 +165,7 @@ def activeft_centroids(
     budget = int(budget)
     if not 0 <= budget <= n:
         raise ValueError(f"budget must be in [0, {n}] (the pool size), got {budget}")
-    chunk = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
-    if chunk < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
+    chunk = chunk_size(chunk_rows, CHUNK_ROWS)
     device, dtype = pool_x.device, pool_x.dtype
     total = n + m
 
@@ -315,10 +328,10 @@ def assign_nearest_unique(
         raise ValueError(f"cannot assign {b} centroids to distinct rows of a pool of {n}")
     if b == 0:
         return np.empty(0, dtype=np.int64)
-    chunk = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
+    chunk = chunk_size(chunk_rows, CHUNK_ROWS)
     t = min(ASSIGN_TOP if top is None else int(top), n)
-    if chunk < 1 or t < 1:
-        raise ValueError(f"chunk_rows and top must be >= 1, got {chunk_rows!r}, {top!r}")
+    if t < 1:
+        raise ValueError(f"top must be >= 1, got {top!r}")
     with torch.no_grad():
         cents = F.normalize(cents, dim=1, eps=_EPS)
         inv_norm = _inverse_norms(pool_x, chunk)
@@ -377,87 +390,63 @@ def activeft_select(
     budget: int,
     rng: np.random.Generator,
     *,
-    iterations: int = 100,
-    temperature: float = 0.07,
-    lr: float = 1e-3,
-    batch_size: int = 20000,
-    balance: float = 1.0,
     chunk_rows: int | None = None,
+    **settings: float,
 ) -> np.ndarray:
     """Positions of ``min(budget, n)`` distinct pool rows picked by ActiveFT, in pick order.
 
-    Zero budget or an empty pool selects nothing; a budget covering the pool returns every row
-    in pool order (ActiveFT would pick them all anyway). Otherwise :func:`activeft_centroids`
-    then :func:`assign_nearest_unique`.
+    ``settings`` are the keywords of :func:`activeft_centroids` (``iterations``,
+    ``temperature``, ``lr``, ``batch_size``, ``balance``), checked against their declarations
+    even when there is nothing to choose. Zero budget or an empty pool selects nothing; a budget
+    covering the pool returns every row in pool order (ActiveFT would pick them all anyway).
+    Otherwise :func:`activeft_centroids` then :func:`assign_nearest_unique`.
     """
-    _check_options(iterations, temperature, lr, batch_size, balance)
+    _check_settings(**settings)
     pool_x = as_float_rows(pool, "pool")
     n = pool_x.shape[0]
-    size = min(int(budget), n)
-    if size <= 0:
-        return np.empty(0, dtype=np.int64)
-    if size == n:
-        return np.arange(n, dtype=np.int64)
-    centroids = activeft_centroids(
-        pool_x,
-        labeled,
-        size,
-        rng,
-        iterations=iterations,
-        temperature=temperature,
-        lr=lr,
-        batch_size=batch_size,
-        balance=balance,
-        chunk_rows=chunk_rows,
-    )
+    size = max(min(int(budget), n), 0)
+    if size in (0, n):
+        return whole_pool_or_nothing(np.arange(n, dtype=np.int64), size)
+    centroids = activeft_centroids(pool_x, labeled, size, rng, chunk_rows=chunk_rows, **settings)
     return assign_nearest_unique(centroids, pool_x, chunk_rows=chunk_rows)
 
 
-def _select(request: SelectionRequest, rep: Representation, **options: object) -> np.ndarray:
-    pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
-    positions = activeft_select(rep.pool, rep.labeled, int(request.budget), request.rng, **options)
-    return pool_ids[positions]
+def _activeft_strategy(name: str, field: str, summary: str) -> StrategyFn:
+    """The strategy ``name``: ActiveFT on the representation ``request.<field>``."""
+
+    def strategy(
+        request: SelectionRequest,
+        *,
+        iterations: Iterations = 100,
+        temperature: Temperature = 0.07,
+        lr: LearningRate = 1e-3,
+        batch_size: BatchSize = 20000,
+        balance: Balance = 1.0,
+    ) -> np.ndarray:
+        rep = getattr(request, field)
+        positions = activeft_select(
+            rep.pool,
+            rep.labeled,
+            int(request.budget),
+            request.rng,
+            iterations=iterations,
+            temperature=temperature,
+            lr=lr,
+            batch_size=batch_size,
+            balance=balance,
+        )
+        return pool_ids_at(request, positions)
+
+    strategy.__name__ = strategy.__qualname__ = name
+    strategy.__doc__ = f"{summary}; see the module docstring."
+    return register_strategy(name, needs=(field,))(strategy)
 
 
-@register_strategy("activeft_self", needs=("features",))
-def activeft_self(
-    request: SelectionRequest,
-    *,
-    iterations: int = 100,
-    temperature: float = 0.07,
-    lr: float = 1e-3,
-    batch_size: int = 20000,
-    balance: float = 1.0,
-) -> np.ndarray:
-    """ActiveFT on the cell's features (the official ``ActiveFT(self)``); see the module."""
-    return _select(
-        request,
-        request.features,
-        iterations=iterations,
-        temperature=temperature,
-        lr=lr,
-        batch_size=batch_size,
-        balance=balance,
-    )
-
-
-@register_strategy("activeft_al", needs=("embeddings",))
-def activeft_al(
-    request: SelectionRequest,
-    *,
-    iterations: int = 100,
-    temperature: float = 0.07,
-    lr: float = 1e-3,
-    batch_size: int = 20000,
-    balance: float = 1.0,
-) -> np.ndarray:
-    """ActiveFT on the selecting model's embeddings (the official ``ActiveFT(al)``)."""
-    return _select(
-        request,
-        request.embeddings,
-        iterations=iterations,
-        temperature=temperature,
-        lr=lr,
-        batch_size=batch_size,
-        balance=balance,
-    )
+activeft_self = _activeft_strategy(
+    "activeft_self", "features", "ActiveFT on the cell's features (the official ``ActiveFT(self)``)"
+)
+activeft_al = _activeft_strategy(
+    "activeft_al",
+    "embeddings",
+    "ActiveFT on the selecting model's embeddings (the official ``ActiveFT(al)``)",
+)

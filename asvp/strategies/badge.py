@@ -55,8 +55,9 @@ from math import inf
 import numpy as np
 import torch
 
-from .kcenter import Rows, as_rows, block_rows, check_chunk_rows, compute_dtype
+from .kcenter import block_rows, compute_dtype
 from .registry import SelectionRequest, register_strategy
+from .rows import Rows, as_rows, check_chunk_rows, pool_ids_at
 
 __all__ = [
     "REFRESH_EVERY",
@@ -289,8 +290,7 @@ def badge_select(
     """k-means++ seeding over the gradient embeddings of the rows (BADGE's selection).
 
     Args:
-        probs: ``N x C`` softmax outputs (torch tensor on any device, or numpy array).
-        embeddings: ``N x D`` penultimate embeddings, rows aligned with ``probs``.
+        probs, embeddings: the rows, as for :func:`badge_min_sq_distances`.
         budget: number of rows to pick.
         rng: the only source of randomness.
         chunk_rows: rows per block of the passes (default: automatic); never changes
@@ -373,4 +373,4 @@ def badge(request: SelectionRequest) -> np.ndarray:
     positions = badge_select(
         request.probs, request.embeddings.pool, int(request.budget), request.rng
     )
-    return np.asarray(request.pool_ids, dtype=np.int64)[positions]
+    return pool_ids_at(request, positions)

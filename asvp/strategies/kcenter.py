@@ -45,12 +45,11 @@ of one per pick.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
 from .registry import SelectionRequest, register_strategy
+from .rows import Rows, as_rows, check_chunk_rows, pool_ids_at, rows_per_block
 
 __all__ = ["SHORTLIST", "k_center_greedy", "k_center_positions"]
 
@@ -68,38 +67,10 @@ _BLOCK_CENTRES = 1024
 #: Pairs recomputed exactly in float64 at a time.
 _EXACT_PAIRS = 2048
 
-Rows = torch.Tensor | np.ndarray
-
-
-def as_rows(values: Rows, name: str) -> torch.Tensor:
-    """``values`` as a 2-D floating torch tensor, without copying (numpy arrays become CPU tensors
-    sharing their memory; nothing is ever written to them)."""
-    if not isinstance(values, torch.Tensor):
-        array = np.asarray(values)
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{name} must be a real floating-point array, got dtype {array.dtype}")
-        if any(stride < 0 for stride in array.strides) or not array.dtype.isnative:
-            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
-        with warnings.catch_warnings():  # read-only arrays: we never write to them
-            warnings.simplefilter("ignore", UserWarning)
-            values = torch.from_numpy(array)
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows x columns), got shape {tuple(values.shape)}")
-    if not values.is_floating_point():
-        raise ValueError(f"{name} must be a real floating-point tensor, got dtype {values.dtype}")
-    return values
-
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """float64 when any input is float64, else float32 (half precision is upcast per chunk)."""
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def check_chunk_rows(chunk_rows: int | None) -> int | None:
-    """``chunk_rows`` validated: ``None`` (automatic) or a positive int."""
-    if chunk_rows is not None and (isinstance(chunk_rows, bool) or int(chunk_rows) < 1):
-        raise ValueError(f"chunk_rows must be a positive int or None, got {chunk_rows!r}")
-    return None if chunk_rows is None else int(chunk_rows)
 
 
 def block_rows(chunk_rows: int | None, n: int, width: int) -> int:
@@ -107,12 +78,18 @@ def block_rows(chunk_rows: int | None, n: int, width: int) -> int:
     ``rows x width`` temporary within ``_BLOCK_ELEMENTS`` (at least 1024, at most ``n``)."""
     if chunk_rows is not None:
         return chunk_rows
-    return max(1, min(n, max(1024, _BLOCK_ELEMENTS // max(1, width))))
+    return rows_per_block(_BLOCK_ELEMENTS, width, cap=n, floor=1024)
 
 
 def _squared_norms(
     x: torch.Tensor, dtype: torch.dtype, chunk_rows: int | None, name: str
 ) -> torch.Tensor:
+    """Squared norms of the rows of ``x`` in the compute ``dtype``, refusing non-finite rows.
+
+    A plain sum of squares of the rows converted to ``dtype``, which the error bounds of
+    :class:`_MinDistances` assume (not :func:`.rows.squared_norms`, whose ``vector_norm``
+    rounds differently and would change near-tie picks).
+    """
     out = torch.empty(x.shape[0], dtype=dtype, device=x.device)
     chunk = block_rows(chunk_rows, x.shape[0], x.shape[1])
     for start in range(0, x.shape[0], chunk):
@@ -451,8 +428,7 @@ def k_center_greedy(
 
 def _select(request: SelectionRequest, field: str) -> np.ndarray:
     rep = getattr(request, field)
-    positions = k_center_positions(rep.pool, rep.labeled, int(request.budget))
-    return np.asarray(request.pool_ids, dtype=np.int64)[positions]
+    return pool_ids_at(request, k_center_positions(rep.pool, rep.labeled, int(request.budget)))
 
 
 @register_strategy("coreset", needs=("embeddings",))

@@ -1,4 +1,4 @@
-"""Seeded k-means in torch, and the feature helpers of the clustering-based strategies.
+"""Seeded k-means in torch, for the clustering-based strategies.
 
 TypiClust clusters the features into ``min(|L| + budget, 500)`` clusters and ProbCover picks
 its ball radius from the purity of ``num_classes`` k-means pseudo-labels. The authors' code
@@ -29,12 +29,20 @@ across chunks in float64, so runs are deterministic and ``chunk_rows`` only chan
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+# The row helpers were first written here; their names stay importable from this module.
+from .rows import (
+    CHUNK_ROWS,
+    as_float_rows,
+    chunk_size,
+    l2_normalized_rows,
+    squared_norms,
+    whole_pool_or_nothing,
+)
 
 __all__ = [
     "CHUNK_ROWS",
@@ -50,9 +58,6 @@ __all__ = [
 
 #: Initialisations accepted by :func:`kmeans`.
 KMEANS_INITS = ("k-means++", "random")
-
-#: Rows processed at a time; bounds the distance block to ``CHUNK_ROWS x k``.
-CHUNK_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -75,62 +80,6 @@ class KMeansResult:
     converged: bool
 
 
-def as_float_rows(rows: torch.Tensor | np.ndarray, name: str = "features") -> torch.Tensor:
-    """``rows`` as a 2-D floating torch tensor on its own device.
-
-    float64 stays float64, every other dtype becomes float32 (half precision is too slow and
-    too coarse for the distance GEMMs on CPU). A float32/float64 numpy array is wrapped without
-    a copy.
-    """
-    tensor = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
-    if tensor.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows x dims), got shape {tuple(tensor.shape)}")
-    if tensor.is_complex():
-        raise ValueError(f"{name} must be real, got dtype {tensor.dtype}")
-    dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
-    return tensor.to(dtype=dtype)
-
-
-def l2_normalized_rows(
-    blocks: Sequence[torch.Tensor | np.ndarray], *, chunk_rows: int | None = None
-) -> torch.Tensor:
-    """The row blocks stacked into one new tensor with every row scaled to unit L2 norm.
-
-    All blocks must have the same number of columns; the result has the dtype rule of
-    :func:`as_float_rows` (float64 only if the first block is float64) and lives on the first
-    block's device. A zero row stays zero (``F.normalize``'s ``eps``). Memory: the output plus
-    one chunk.
-    """
-    tensors = [as_float_rows(b) for b in blocks]
-    if not tensors:
-        raise ValueError("l2_normalized_rows needs at least one block")
-    dims = {t.shape[1] for t in tensors}
-    if len(dims) != 1:
-        raise ValueError(f"all blocks must have the same number of columns, got {sorted(dims)}")
-    first = tensors[0]
-    chunk = _chunk(chunk_rows)
-    out = torch.empty(
-        sum(t.shape[0] for t in tensors), first.shape[1], dtype=first.dtype, device=first.device
-    )
-    row = 0
-    for t in tensors:
-        for start in range(0, t.shape[0], chunk):
-            block = t[start : start + chunk].to(device=out.device, dtype=out.dtype)
-            out[row : row + block.shape[0]] = F.normalize(block, dim=1)
-            row += block.shape[0]
-    return out
-
-
-def squared_norms(x: torch.Tensor, *, chunk_rows: int | None = None) -> torch.Tensor:
-    """Squared L2 norms of the rows of ``x`` (dtype and device of ``x``), chunk by chunk."""
-    chunk = _chunk(chunk_rows)
-    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    for start in range(0, x.shape[0], chunk):
-        block = x[start : start + chunk]
-        out[start : start + block.shape[0]] = torch.linalg.vector_norm(block, dim=1).square_()
-    return out
-
-
 def scatter_add_rows(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> None:
     """``out[index[i]] += rows[i]`` for every ``i``, deterministically.
 
@@ -145,13 +94,6 @@ def scatter_add_rows(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor)
     onehot = torch.zeros(out.shape[0], index.shape[0], dtype=rows.dtype, device=rows.device)
     onehot[index, torch.arange(index.shape[0], device=rows.device)] = 1.0
     out += (onehot @ rows).to(out.dtype)
-
-
-def _chunk(chunk_rows: int | None) -> int:
-    chunk = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
-    if chunk < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
-    return chunk
 
 
 def kmeans(
@@ -202,7 +144,7 @@ def kmeans(
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     k = int(k)
-    chunk = _chunk(chunk_rows)
+    chunk = chunk_size(chunk_rows, CHUNK_ROWS)
     with torch.no_grad():
         sq = squared_norms(x, chunk_rows=chunk)
         if init == "random":
@@ -330,9 +272,3 @@ def _mean_variance(x: torch.Tensor, sq: torch.Tensor, chunk: int) -> float:
         column_sum += x[start : start + chunk].sum(dim=0)
     mean = column_sum / n
     return max(float(sq.double().sum()) / (n * d) - float((mean * mean).sum()) / d, 0.0)
-
-
-def whole_pool_or_nothing(pool_ids: np.ndarray, size: int) -> np.ndarray:
-    """The selection of a clustering strategy when there is nothing to choose: none for a
-    budget of 0 (or an empty pool), every pool id in pool order when the budget covers it."""
-    return pool_ids.copy() if size else np.empty(0, dtype=np.int64)

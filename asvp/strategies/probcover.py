@@ -44,15 +44,25 @@ Differences from the authors' code, on purpose:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from .kmeans import kmeans, l2_normalized_rows, squared_norms, whole_pool_or_nothing
+from ..options import Range
+from .kmeans import kmeans
 from .registry import SelectionRequest, register_strategy
+from .rows import (
+    chunk_size,
+    fill_at_random,
+    l2_normalized_rows,
+    nothing_to_choose,
+    pool_ids_at,
+    rows_per_block,
+    squared_norms,
+)
 
 __all__ = [
     "BLOCK_ENTRIES",
@@ -79,12 +89,7 @@ PURITY_DELTAS = tuple(round(0.05 * i, 2) for i in range(1, 41))
 
 
 def _chunk(chunk_rows: int | None, columns: int) -> int:
-    if chunk_rows is None:
-        return max(1, min(CHUNK_ROWS, BLOCK_ENTRIES // max(columns, 1)))
-    chunk = int(chunk_rows)
-    if chunk < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
-    return chunk
+    return chunk_size(chunk_rows, rows_per_block(BLOCK_ENTRIES, columns, cap=CHUNK_ROWS))
 
 
 def _squared_distances(
@@ -249,29 +254,27 @@ def greedy_max_coverage(indptr: np.ndarray, indices: np.ndarray, budget: int) ->
 
 @register_strategy("probcover", needs=("features",))
 def probcover(
-    request: SelectionRequest, *, delta: float | None = None, purity: float = 0.95
+    request: SelectionRequest,
+    *,
+    delta: Annotated[float | None, Range(gt=0)] = None,
+    purity: Annotated[float, Range(gt=0, le=1)] = 0.95,
 ) -> np.ndarray:
     """ProbCover on the cell's features; see the module docstring.
 
-    Options: ``delta`` (the ball radius on L2-normalised features; ``None``: the largest grid
-    radius whose k-means ball purity reaches ``purity``, which needs ``request.num_classes``)
-    and ``purity`` (alpha, 0.95).
+    Options (ranges checked by :func:`.registry.select`): ``delta`` (the ball radius on
+    L2-normalised features; ``None``: the largest grid radius whose k-means ball purity reaches
+    ``purity``, which needs ``request.num_classes``) and ``purity`` (alpha, 0.95).
     """
-    if delta is not None and not (delta > 0 and math.isfinite(delta)):
-        raise ValueError(f"probcover option 'delta' must be a positive number, got {delta!r}")
-    if not 0 < purity <= 1:
-        raise ValueError(f"probcover option 'purity' must be in (0, 1], got {purity!r}")
     if delta is None and request.num_classes is None:
         raise ValueError(
             "probcover option 'delta' is null, so the radius is chosen by ball purity over "
             "k-means pseudo-labels with k = request.num_classes, which is None; set the "
             "option 'delta' or give the request its num_classes"
         )
-    pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
-    n = pool_ids.size
-    size = min(int(request.budget), n)
-    if size in (0, n):
-        return whole_pool_or_nothing(pool_ids, size)
+    chosen = nothing_to_choose(request)
+    if chosen is not None:
+        return chosen
+    n, size = len(request.pool_ids), int(request.budget)  # 0 < budget < pool size
     x = l2_normalized_rows([request.features.pool, request.features.labeled])
     if delta is None:
         k = min(int(request.num_classes), x.shape[0])
@@ -283,8 +286,4 @@ def probcover(
     covered = covered_by(pool_x, labeled_x, float(delta))
     indptr, indices = coverage_graph(pool_x, float(delta), covered=covered)
     picks = greedy_max_coverage(indptr, indices, size)
-    if picks.size < size:
-        rest = np.setdiff1d(np.arange(n), picks)
-        extra = request.rng.choice(rest, size=size - picks.size, replace=False)
-        picks = np.concatenate([picks, np.asarray(extra, dtype=np.int64)])
-    return pool_ids[picks]
+    return pool_ids_at(request, fill_at_random(picks, n, size, request.rng))

@@ -14,27 +14,32 @@ pre-trained features, or ASVP's updated ones). A pipeline computes only what the
 so that ``random`` costs no forward pass at all.
 
 Strategies may take keyword-only options (``badge``'s none, ``probcover``'s ``delta``, ...), given
-in the grid file as ``{name: ..., options: {...}}``; :func:`check_strategy_options` validates
-them by the function's signature before anything runs. One option is handled here for every
-strategy: ``candidates: N`` selects among a seeded random subset of ``N`` unlabelled candidates
-(the official code's partitioned BADGE drew 320,000 candidates), drawn from ``request.rng``
-before the strategy runs.
+in the grid file as ``{name: ..., options: {...}}``, each declared once on the keyword-only
+parameter with its type and range (``max_clusters: Annotated[int, Range(ge=1)] = 500``, read by
+:mod:`asvp.options`); :func:`check_strategy_options` checks them against those declarations
+(``validate``, the preflight and :func:`select` all call it), so no strategy body checks its
+own options. One option is declared here for every strategy (:class:`CommonOptions`):
+``candidates: N`` selects among a seeded random subset of ``N`` unlabelled candidates (the
+official code's partitioned BADGE drew 320,000 candidates), drawn from ``request.rng`` before
+the strategy runs.
 """
 
 from __future__ import annotations
 
-import inspect
-import types
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Annotated
 
 import numpy as np
 import torch
 
+from ..options import Option, Range, check_options, declared_options
+from .rows import Rows
+
 __all__ = [
     "CANDIDATES_OPTION",
     "STRATEGY_INPUTS",
+    "CommonOptions",
     "Representation",
     "SelectionRequest",
     "StrategyContractError",
@@ -42,6 +47,7 @@ __all__ = [
     "UnknownStrategyError",
     "available_strategies",
     "check_strategy_options",
+    "declared_strategy_options",
     "get_strategy",
     "register_strategy",
     "select",
@@ -55,8 +61,6 @@ STRATEGY_INPUTS = ("probs", "embeddings", "features")
 
 #: The option every strategy accepts: select among a seeded random subset of the candidates.
 CANDIDATES_OPTION = "candidates"
-
-Rows = torch.Tensor | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,9 @@ def register_strategy(
         name: the name used in grid files and by :func:`get_strategy`.
         needs: the request fields the strategy reads, a subset of :data:`STRATEGY_INPUTS`.
 
-    ``fn(request, **options)`` takes its options as keyword-only parameters, with defaults
-    except where an option has no sensible default (``replay``'s ``order`` file).
+    ``fn(request, **options)`` takes its options as keyword-only parameters, each annotated
+    with its type and range (``Annotated[int, Range(ge=1)]``, see :mod:`asvp.options`), with
+    defaults except where an option has no sensible default (``replay``'s ``order`` file).
 
     Registering a name twice with a different function is an error (it would silently replace a
     strategy); re-registering the same function (e.g. after a module reload) replaces the entry.
@@ -196,70 +201,42 @@ def strategy_needs_probs(name: str) -> bool:
     return "probs" in strategy_inputs(name)
 
 
+@dataclass(frozen=True)
+class CommonOptions:
+    """The options every strategy accepts, handled by :func:`select` before it runs.
+
+    Attributes:
+        candidates: select among a seeded random subset of this many unlabelled candidates
+            (all of them when ``None`` or when the pool is not larger).
+    """
+
+    candidates: Annotated[int | None, Range(ge=1)] = None
+
+
+def declared_strategy_options(name: str) -> dict[str, Option]:
+    """The declared options of strategy ``name``: ``candidates`` first, then the keyword-only
+    parameters of its function with their types, ranges and defaults."""
+    return {**declared_options(CommonOptions), **declared_options(get_strategy(name))}
+
+
 def strategy_options(name: str) -> dict[str, object]:
-    """The options of strategy ``name`` with their defaults, ``candidates`` included."""
-    params = inspect.signature(get_strategy(name)).parameters.values()
-    options: dict[str, object] = {CANDIDATES_OPTION: None}
-    options.update({p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY})
-    return options
+    """The options of strategy ``name`` with their defaults (``inspect.Parameter.empty`` for a
+    required one), ``candidates`` included."""
+    return {key: option.default for key, option in declared_strategy_options(name).items()}
 
 
 def check_strategy_options(name: str, options: Mapping[str, object]) -> dict[str, object]:
-    """Validate ``options`` for strategy ``name``; return them as a plain dict.
+    """Check ``options`` for strategy ``name`` against its declarations; return them as given.
 
-    Raises ``ValueError`` naming the option, its value and what is expected: an unknown option
-    (listing the allowed ones with their defaults) or a value of the wrong type (checked against
-    the parameter's annotation: ``int``, ``float``, ``str``, ``bool`` and ``None`` unions).
+    Raises :class:`asvp.options.OptionsError` (a ``ValueError``) naming the strategy and, for
+    every problem, the option, its value and what is expected: an unknown option (listing the
+    allowed ones with their defaults), a missing required one, a value of the wrong type or out
+    of range (``strategy 'typiclust': max_clusters: got 0; expected an integer >= 1``). The
+    values are returned unconverted, as the run keys were computed from them.
     """
-    allowed = strategy_options(name)
-    hints = typing.get_type_hints(get_strategy(name))
-    hints[CANDIDATES_OPTION] = int | None
-    checked = {}
-    missing = [k for k, v in allowed.items() if v is inspect.Parameter.empty and k not in options]
-    if missing:
-        raise ValueError(f"strategy {name!r} needs the option(s) {', '.join(missing)}")
-    for key, value in dict(options).items():
-        if key not in allowed:
-            listed = ", ".join(
-                f"{k} (required)" if v is inspect.Parameter.empty else f"{k} (default {v!r})"
-                for k, v in allowed.items()
-            )
-            raise ValueError(f"strategy {name!r} has no option {key!r}; allowed: {listed}")
-        expected = hints.get(key)
-        if expected is not None and not _matches(value, expected):
-            raise ValueError(
-                f"strategy {name!r} option {key!r} must be {_type_name(expected)}, got {value!r}"
-            )
-        checked[key] = value
-    candidates = checked.get(CANDIDATES_OPTION)
-    if candidates is not None and candidates < 1:
-        raise ValueError(
-            f"strategy {name!r} option {CANDIDATES_OPTION!r} must be a positive int, "
-            f"got {candidates!r}"
-        )
-    return checked
-
-
-def _allowed_types(annotation: object) -> tuple[type, ...]:
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return tuple(t for arg in typing.get_args(annotation) for t in _allowed_types(arg))
-    return (type(None),) if annotation is None else (annotation,)  # type: ignore[return-value]
-
-
-def _matches(value: object, annotation: object) -> bool:
-    allowed = _allowed_types(annotation)
-    if isinstance(value, bool) and bool not in allowed:
-        return False  # YAML's true/false is not a number
-    if isinstance(value, int) and float in allowed:
-        return True
-    return isinstance(value, allowed)
-
-
-def _type_name(annotation: object) -> str:
-    return " or ".join(
-        "null" if t is type(None) else getattr(t, "__name__", str(t))
-        for t in _allowed_types(annotation)
-    )
+    given = dict(options)
+    check_options(declared_strategy_options(name), given, f"strategy {name!r}")
+    return given
 
 
 def available_strategies() -> list[str]:
@@ -360,7 +337,8 @@ def select(
 
     ``options`` are the strategy's options (checked by :func:`check_strategy_options`);
     ``candidates: N`` first narrows the request to ``N`` unlabelled candidates drawn uniformly
-    from ``request.rng`` (all of them when the pool is not larger).
+    from ``request.rng`` (all of them when the pool is not larger; ``ValueError`` when ``N`` is
+    below the budget of a larger pool).
 
     Validates the request (``ValueError`` naming the offending value: negative budget, ``probs``
     rows not matching ``pool_ids``, ``pool_ids`` intersecting ``labeled``, duplicate pool ids,
@@ -382,9 +360,18 @@ def select(
 def _narrow_to_candidates(
     request: SelectionRequest, pool: np.ndarray, candidates: int | None
 ) -> SelectionRequest:
-    """The request restricted to a seeded random subset of ``candidates`` pool rows."""
+    """The request restricted to a seeded random subset of ``candidates`` pool rows.
+
+    ``ValueError`` when fewer candidates than the round's picks would be drawn (the strategy
+    could not return ``min(budget, len(pool_ids))`` of them).
+    """
     if candidates is None or candidates >= pool.size:
         return request
+    if candidates < request.budget:
+        raise ValueError(
+            f"option {CANDIDATES_OPTION}: got {candidates}; expected at least the budget "
+            f"({request.budget}) or null: a round picks among its candidates"
+        )
     rows = np.sort(request.rng.choice(pool.size, size=candidates, replace=False))
 
     def take(values: Rows) -> Rows:

@@ -24,7 +24,7 @@ __all__ = ["REPLAY", "replay", "replayed_order"]
 REPLAY = "replay"
 
 
-def replayed_order(order: str, pool_size: int | None = None) -> np.ndarray:
+def replayed_order(order: str | Path, pool_size: int | None = None) -> np.ndarray:
     """The index list in ``order`` (a ``.npy`` file of pool indices), checked.
 
     Raises ValueError naming the file when it is not a 1-D integer array of distinct indices
@@ -63,9 +63,11 @@ def _read(path: str, modified_ns: int, size: int) -> np.ndarray:
 
 
 @register_strategy(REPLAY)
-def replay(request: SelectionRequest, *, order: str) -> np.ndarray:
+def replay(request: SelectionRequest, *, order: Path) -> np.ndarray:
     """The next ``budget`` indices of the list in ``order`` after the labelled prefix.
 
+    ``order`` is declared as a file path (a non-empty string); the file itself is read and
+    checked here and by the preflight (:func:`replayed_order`), never by option checking.
     Raises ValueError if the labelled set is not the list's prefix or the list runs out.
     """
     indices = replayed_order(order)

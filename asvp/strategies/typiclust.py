@@ -49,11 +49,23 @@ Differences from the authors' code, on purpose:
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
 
-from .kmeans import kmeans, l2_normalized_rows, squared_norms, whole_pool_or_nothing
+from ..options import Range
+from .kmeans import kmeans
 from .registry import SelectionRequest, register_strategy
+from .rows import (
+    chunk_size,
+    fill_at_random,
+    l2_normalized_rows,
+    nothing_to_choose,
+    pool_ids_at,
+    rows_per_block,
+    squared_norms,
+)
 
 __all__ = [
     "BLOCK_ENTRIES",
@@ -92,10 +104,7 @@ def mean_knn_distance(
     out = np.zeros(s, dtype=np.float64)
     if neighbors == 0 or s == 0:
         return out
-    default = max(1, min(CHUNK_ROWS, BLOCK_ENTRIES // s))
-    chunk = default if chunk_rows is None else int(chunk_rows)
-    if chunk < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
+    chunk = chunk_size(chunk_rows, rows_per_block(BLOCK_ENTRIES, s, cap=CHUNK_ROWS))
     sq = squared_norms(x)
     with torch.no_grad():
         for start in range(0, s, chunk):
@@ -184,32 +193,21 @@ def typiclust_pick(
 def typiclust(
     request: SelectionRequest,
     *,
-    max_clusters: int = 500,
-    min_cluster_size: int = 5,
-    neighbors: int = 20,
-    kmeans_iterations: int = 20,
+    max_clusters: Annotated[int, Range(ge=1)] = 500,
+    min_cluster_size: Annotated[int, Range(ge=1)] = 5,
+    neighbors: Annotated[int, Range(ge=1)] = 20,
+    kmeans_iterations: Annotated[int, Range(ge=0)] = 20,
 ) -> np.ndarray:
     """TypiClust-RP on the cell's features; see the module docstring.
 
-    Options: ``max_clusters`` caps k (500), ``min_cluster_size`` (5) excludes small clusters,
-    ``neighbors`` is the typicality's K (20), ``kmeans_iterations`` caps the Lloyd updates (20).
+    Options (ranges checked by :func:`.registry.select`): ``max_clusters`` caps k (500),
+    ``min_cluster_size`` (5) excludes small clusters, ``neighbors`` is the typicality's K (20),
+    ``kmeans_iterations`` caps the Lloyd updates (20).
     """
-    for name, value in (
-        ("max_clusters", max_clusters),
-        ("min_cluster_size", min_cluster_size),
-        ("neighbors", neighbors),
-    ):
-        if int(value) < 1:
-            raise ValueError(f"typiclust option {name!r} must be >= 1, got {value!r}")
-    if int(kmeans_iterations) < 0:
-        raise ValueError(
-            f"typiclust option 'kmeans_iterations' must be >= 0, got {kmeans_iterations!r}"
-        )
-    pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
-    n = pool_ids.size
-    size = min(int(request.budget), n)
-    if size in (0, n):
-        return whole_pool_or_nothing(pool_ids, size)
+    chosen = nothing_to_choose(request)
+    if chosen is not None:
+        return chosen
+    n, size = len(request.pool_ids), int(request.budget)  # 0 < budget < pool size
     x = l2_normalized_rows([request.features.pool, request.features.labeled])
     m = x.shape[0] - n
     k = min(m + size, int(max_clusters), x.shape[0])
@@ -231,8 +229,4 @@ def typiclust(
         min_cluster_size=min_cluster_size,
         neighbors=neighbors,
     )
-    if picks.size < size:
-        rest = np.setdiff1d(np.arange(n), picks)
-        extra = request.rng.choice(rest, size=size - picks.size, replace=False)
-        picks = np.concatenate([picks, np.asarray(extra, dtype=np.int64)])
-    return pool_ids[picks]
+    return pool_ids_at(request, fill_at_random(picks, n, size, request.rng))

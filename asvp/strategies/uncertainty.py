@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .registry import SelectionRequest, register_strategy
+from .rows import check_chunk_rows, chunk_size, pool_ids_at, rows_per_block
 
 __all__ = ["CHUNK_ROWS", "UNCERTAINTY_KINDS", "uncertainty_order"]
 
@@ -73,9 +74,7 @@ def uncertainty_order(
         raise ValueError(
             f"unknown uncertainty kind {kind!r}; allowed: {', '.join(UNCERTAINTY_KINDS)}"
         )
-    chunk = int(chunk_rows) if chunk_rows is not None else CHUNK_ROWS
-    if chunk < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
+    chunk_rows = check_chunk_rows(chunk_rows)
     if not isinstance(probs, torch.Tensor):
         probs = np.asarray(probs)
     if probs.ndim != 2:
@@ -91,8 +90,7 @@ def uncertainty_order(
     if kind == "margin" and c < 2 and n > 0:
         raise ValueError(f"margin needs at least 2 classes, probs has {c} column(s)")
 
-    if chunk_rows is None:
-        chunk = max(1, min(CHUNK_ROWS, CHUNK_ELEMENTS // max(c, 1)))
+    chunk = chunk_size(chunk_rows, rows_per_block(CHUNK_ELEMENTS, c, cap=CHUNK_ROWS))
     scores = np.empty(n, dtype=np.float64)
     with torch.no_grad():
         for start in range(0, n, chunk):
@@ -113,8 +111,7 @@ def uncertainty_order(
 
 def _select_most_uncertain(request: SelectionRequest, kind: str) -> np.ndarray:
     order = uncertainty_order(request.probs, kind)
-    pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
-    return pool_ids[order[: min(int(request.budget), pool_ids.size)]]
+    return pool_ids_at(request, order[: int(request.budget)])
 
 
 @register_strategy("margin", needs=("probs",))

@@ -1,4 +1,5 @@
-"""MLflow logging and queries: the one record every table is rendered from.
+"""MLflow logging and queries: the one record every table is rendered from, and the only
+module that talks to MLflow (the report reads and writes through the functions here).
 
 Layout (DESIGN.md, "Run identity, tracking, resume"): experiment = grid name; run name
 ``dataset/backbone/pipeline-train_method/strategy/s<seed>``; tags: run key, grid, dataset,
@@ -34,6 +35,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,6 +85,31 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+def _paged_runs(
+    client: MlflowClient, experiment: str, query: str = "", order_by: list[str] | None = None
+) -> Iterator[Run]:
+    """Every run of the experiment with id ``experiment`` that ``query`` selects, in
+    ``order_by`` order (None: MLflow's default, newest first), fetched a page at a time."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=query,
+            max_results=1000,
+            order_by=order_by,
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def experiment_runs(client: MlflowClient, experiment: str) -> list[Run]:
+    """Every run of the experiment with id ``experiment``, newest first (MLflow's order)."""
+    return list(_paged_runs(client, experiment))
+
+
 def _grid_run_list(
     client: MlflowClient, grid_name: str, run_key: str | None = None
 ) -> Iterator[Run]:
@@ -91,19 +118,7 @@ def _grid_run_list(
     if found is None:
         return
     query = f"tags.run_key = '{run_key}'" if run_key else ""
-    token = None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            filter_string=query,
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
-        )
-        yield from page
-        token = page.token
-        if not token:
-            return
+    yield from _paged_runs(client, found.experiment_id, query, ["attributes.start_time ASC"])
 
 
 def _newest_runs(
@@ -130,6 +145,13 @@ def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
 
 def run_state(run: Run | None) -> str | None:
     return None if run is None else run.data.tags.get("state")
+
+
+def supersede(client: MlflowClient, run_id: str, by: str) -> None:
+    """Tag a run ``superseded`` (kept, never deleted) and name what replaced it in
+    ``superseded_by``: a run id, or why there is none."""
+    client.set_tag(run_id, "state", STATE_SUPERSEDED)
+    client.set_tag(run_id, "superseded_by", by)
 
 
 def open_run(
@@ -171,6 +193,43 @@ def record_submission(
     """Tag a run with how its cell was submitted: what ``status`` shows."""
     tags = {"executor": executor, "job_id": job_id or "", "log_path": log_path or ""}
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def create_finished_run(
+    client: MlflowClient, experiment: str, name: str, tags: dict[str, str], values: dict[str, float]
+) -> str:
+    """A new run named ``name`` in the experiment with id ``experiment``, with ``tags`` and one
+    value per metric (step 0), terminated ``FINISHED``; returns its id. For records that are
+    not cells, such as published values (:mod:`benchmark.report.published`)."""
+    run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    stamp = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in values.items()])
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def metric_by_step(client: MlflowClient, run_id: str, metric: str) -> dict[int, float]:
+    """A metric's value per step in a run; where a step was logged more than once (a rerun
+    of a round, a re-report), the latest value wins."""
+    history = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.timestamp)
+    return {m.step: m.value for m in history}
+
+
+def log_changed_values(
+    client: MlflowClient, run_id: str, values: dict[str, float], step: int, stamp: int
+) -> int:
+    """Log ``values`` into a run at ``step`` (time ``stamp`` ms), leaving out each value equal
+    to the run's latest value of that metric, so logging the same values again adds nothing;
+    return how many were logged."""
+    latest = client.get_run(run_id).data.metrics
+    metrics = [
+        Metric(name, float(value), stamp, step)
+        for name, value in values.items()
+        if not (name in latest and math.isclose(latest[name], value, rel_tol=1e-12))
+    ]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+    return len(metrics)
 
 
 def _finite(value: float) -> float:
@@ -255,8 +314,7 @@ class CellLogger:
         """After a forced re-run finishes, the runs it replaces stop being the cell's result."""
         for run in _grid_run_list(self.client, self.grid_name, self.run_key):
             if run.info.run_id != self.run_id and run_state(run) != STATE_SUPERSEDED:
-                self.client.set_tag(run.info.run_id, "state", STATE_SUPERSEDED)
-                self.client.set_tag(run.info.run_id, "superseded_by", self.run_id)
+                supersede(self.client, run.info.run_id, self.run_id)
 
     def fail(self, details: str) -> None:
         """Mark the run failed, keeping the traceback (``error.txt``) and its last line (tag)."""

@@ -1,0 +1,191 @@
+"""``asvp-bench report``: Table 2, the selection-discrepancy table, the figures and the
+comparison with the published values, all from the grid's finished MLflow runs.
+
+Everything is read back from MLflow (nothing from memory), limited to the run keys of the grid
+as it is now, so runs of an older configuration never mix in. The modules, each using only
+those above it:
+
+- :mod:`~benchmark.report.curves`: each finished run's curve (:func:`read_curves`);
+- :mod:`~benchmark.report.summary`: per-seed metrics (:func:`seed_summaries`), Table 2
+  (:func:`table2`), the discrepancy table, the metrics logged back into the runs;
+- :mod:`~benchmark.report.render`: the tables as CSV, Markdown and LaTeX (:func:`write_report`);
+- :mod:`~benchmark.report.figure_style` and :mod:`~benchmark.report.figures`: the PNG figures;
+- :mod:`~benchmark.report.published` and :mod:`~benchmark.report.comparison`: the published
+  values, logged to MLflow and compared with ours.
+
+All MLflow reads and writes go through :mod:`benchmark.tracking`. :func:`make_report` runs
+them in order; every public name of these modules is importable from here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.grid import Grid, expand_cells
+from benchmark.report.comparison import (
+    DOLLARS_NOTE,
+    RATIO_METRICS,
+    RATIO_PAIRS,
+    compare_published,
+    write_comparison,
+)
+from benchmark.report.curves import DISCREPANCY_FIELDS, CellCurve, read_curves
+from benchmark.report.figure_style import FigureStyle, figure_style, style_from_curves
+from benchmark.report.figures import (
+    DPI,
+    accuracy_figure,
+    cost_figure,
+    discrepancy_figure,
+    selection_points,
+    selection_time_figure,
+    write_figures,
+)
+from benchmark.report.published import (
+    COLUMNS,
+    EXPERIMENT,
+    GROUP_COLUMNS,
+    METRIC_UNITS,
+    NOT_STATED,
+    PAPER,
+    PIPELINE_FAMILIES,
+    PRICE_METRIC,
+    PublishedError,
+    PublishedLog,
+    load_published,
+    log_published,
+    source_short,
+)
+from benchmark.report.render import (
+    DEFINITIONS_NOTE,
+    DISCREPANCY_NOTE,
+    caption,
+    latex_escape,
+    markdown_table,
+    table2_latex,
+    write_report,
+)
+from benchmark.report.summary import (
+    SUMMARY_METRICS,
+    ReportError,
+    ReportTable,
+    discrepancy_table,
+    log_summaries,
+    seed_summaries,
+    table2,
+)
+from benchmark.tracking import MlflowClient
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_PUBLISHED",
+    "DEFINITIONS_NOTE",
+    "DISCREPANCY_FIELDS",
+    "DISCREPANCY_NOTE",
+    "DOLLARS_NOTE",
+    "DPI",
+    "EXPERIMENT",
+    "GROUP_COLUMNS",
+    "METRIC_UNITS",
+    "NOT_STATED",
+    "PAPER",
+    "PIPELINE_FAMILIES",
+    "PRICE_METRIC",
+    "RATIO_METRICS",
+    "RATIO_PAIRS",
+    "SUMMARY_METRICS",
+    "CellCurve",
+    "FigureStyle",
+    "PublishedError",
+    "PublishedLog",
+    "ReportError",
+    "ReportTable",
+    "accuracy_figure",
+    "caption",
+    "compare_published",
+    "cost_figure",
+    "discrepancy_figure",
+    "discrepancy_table",
+    "figure_style",
+    "latex_escape",
+    "load_published",
+    "log_published",
+    "log_summaries",
+    "make_report",
+    "markdown_table",
+    "read_curves",
+    "seed_summaries",
+    "selection_points",
+    "selection_time_figure",
+    "source_short",
+    "style_from_curves",
+    "table2",
+    "table2_latex",
+    "write_comparison",
+    "write_figures",
+    "write_report",
+]
+
+DEFAULT_PUBLISHED = Path(__file__).resolve().parents[2] / "results/published/asvp-tmlr2024.csv"
+"""The published values the report compares with when none are given (shipped in the repo)."""
+
+
+def make_report(
+    client: MlflowClient, grid: Grid, out_dir: Path, published_path: Path | None = None
+) -> int:
+    """``asvp-bench report``: everything from the grid's finished runs, printed and written to
+    ``out_dir``; returns the exit status (0; 1 with no finished run; 2 on unreportable runs or
+    a malformed published-values file).
+
+    Writes ``table2.{csv,md,tex}``, ``discrepancy.{csv,md}`` (proxy cells),
+    ``figures/*.png``, ``published_comparison.{csv,md}``; logs the per-seed metrics into each
+    run and the published values (``published_path``, default
+    ``results/published/asvp-tmlr2024.csv``, skipped with a note when an installation lacks
+    it) into the MLflow experiment ``published``. The published file is read first, so a
+    malformed one stops the report before anything is written.
+    """
+    try:
+        published, path = _published_values(published_path)  # before anything is written
+    except PublishedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    cells = expand_cells(grid)
+    curves = read_curves(client, grid, cells)
+    if len(curves) < len(cells):
+        print(f"note: {len(cells) - len(curves)} of {len(cells)} cells have no finished run yet")
+    if not curves:
+        print(f"no finished run of grid {grid.name!r} to report")
+        return 1
+    try:
+        summaries = seed_summaries(curves, grid.costs, str(grid.path))
+    except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    discrepancy = discrepancy_table(curves)
+    print(write_report(grid, table2(summaries), out_dir, discrepancy))
+    figures = write_figures(curves, summaries, discrepancy, out_dir / "figures")
+    print(f"logged {log_summaries(client, summaries)} new per-seed metric values into the runs")
+    if published is not None:
+        print(log_published(client, published, path.name).describe())
+        print(write_comparison(compare_published(published, summaries), out_dir))
+    _print_written(out_dir, figures)
+    return 0
+
+
+def _published_values(given: Path | None) -> tuple[pd.DataFrame | None, Path]:
+    """The published values to compare with and their file: ``given``, or the shipped file
+    (None, with a note, when this installation lacks it)."""
+    path = given or DEFAULT_PUBLISHED
+    if given is None and not path.exists():
+        print(f"note: no published values at {path} (not in this installation): no comparison")
+        return None, path
+    return load_published(path), path
+
+
+def _print_written(out_dir: Path, figures: Iterable[Path]) -> None:
+    tables = sorted(str(p) for p in out_dir.glob("*.*") if p.suffix in (".csv", ".md", ".tex"))
+    print(f"written: {', '.join(tables)}")
+    print(f"figures: {', '.join(str(p) for p in figures)}")

@@ -1,0 +1,90 @@
+"""The report's input: each finished run's curve, read back from MLflow through
+:mod:`benchmark.tracking`.
+
+Only the grid's finished runs of the run keys of the grid as it is now are read, so runs of an
+older configuration never mix in; a rerun's latest value per step wins. Everything the report
+computes (:mod:`benchmark.report.summary`) starts from the :class:`CellCurve` list here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from asvp.discrepancy import SelectionDiscrepancy
+from benchmark.grid import FULL_DATA, Cell, Grid
+from benchmark.tracking import MlflowClient, finished_runs, metric_by_step
+
+DISCREPANCY_FIELDS = tuple(f.name for f in dataclasses.fields(SelectionDiscrepancy))
+"""The selection-discrepancy regions a proxy cell logs (``discrepancy_<field>`` metrics)."""
+
+
+@dataclass(frozen=True)
+class CellCurve:
+    """One finished run's curve, read back from MLflow.
+
+    A full-data cell (``cell.config.pipeline == "full"``) has one budget, the pool size.
+    """
+
+    cell: Cell
+    budgets: np.ndarray
+    acc: np.ndarray
+    sampling_seconds: np.ndarray
+    evaluation_seconds: np.ndarray
+    device: str
+    updates_at: str
+    discrepancy: dict[str, dict[int, float]]  # metric name -> labels -> value (proxy cells)
+    run_id: str = ""
+
+
+def _at(values: dict[int, float], budgets: np.ndarray, default: float | None) -> np.ndarray:
+    """The logged value at each budget; ``default`` where none was logged (None: required)."""
+    return np.array([values[b] if default is None else values.get(b, default) for b in budgets])
+
+
+def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[CellCurve]:
+    """Curves of the cells that have a finished run (a rerun's latest value per step wins).
+
+    A full-data cell has no budget schedule: its budgets are the steps it logged ``test_acc``
+    at (the pool size); it selects nothing, so a sampling time it did not log is 0, and an
+    evaluation time it did not log is unknown (NaN).
+    """
+    curves = []
+    runs = finished_runs(client, grid.name)
+    for cell in cells:
+        run = runs.get(cell.run_key)
+        if run is None:
+            continue
+        run_id = run.info.run_id
+        acc = metric_by_step(client, run_id, "test_acc")
+        full = cell.config.pipeline == FULL_DATA
+        budgets = np.array(sorted(acc) if full else cell.config.budgets)
+        curves.append(
+            CellCurve(
+                cell=cell,
+                budgets=budgets,
+                acc=_at(acc, budgets, None),
+                sampling_seconds=_at(
+                    metric_by_step(client, run_id, "sampling_seconds"),
+                    budgets,
+                    0.0 if full else None,
+                ),
+                evaluation_seconds=_at(
+                    metric_by_step(client, run_id, "evaluation_seconds"),
+                    budgets,
+                    math.nan if full else None,
+                ),
+                device=run.data.tags.get("device", "cpu"),
+                updates_at=run.data.tags.get("feature_updates_at", ""),
+                discrepancy={
+                    name: metric_by_step(client, run_id, f"discrepancy_{name}")
+                    for name in DISCREPANCY_FIELDS
+                    if f"discrepancy_{name}" in run.data.metrics
+                },
+                run_id=run_id,
+            )
+        )
+    return curves

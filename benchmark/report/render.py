@@ -1,0 +1,122 @@
+"""Writing the report's tables: Table 2 as CSV, Markdown and LaTeX (booktabs) with its caption
+(prices, reference accuracies, the definitions note), and the selection-discrepancy table.
+
+Input is the output of :mod:`benchmark.report.summary`; nothing here computes a metric.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.grid import Grid
+from benchmark.report.summary import ReportTable
+
+DEFINITIONS_NOTE = (
+    "Definitions are asvp-bench's own (the paper's formulas are not public): SSR = 1 - n/B, "
+    "n = labels at which the curve first reaches the seed-mean random accuracy at B "
+    "(piecewise-linear); total cost = n x label price x reviews + sampling device-hours up to n "
+    "x device-hour price; evaluation-only fine-tuning (all budgets) is excluded and shown apart."
+)
+
+DISCREPANCY_NOTE = (
+    "Seed means. At each budget where the proxy selected, the model just fine-tuned on the same "
+    "labelled set selected with the same strategy and random stream: both = picked by both, "
+    "proxy_only / model_only = by one of them; *_proxy_correct = how many of those the proxy "
+    "classifies correctly; overlap = both / batch size (the paper's Figures 4-5).\n"
+)
+
+
+def caption(grid: Grid, references: list[str]) -> str:
+    """The table's caption (Markdown): prices, reference accuracies, the definitions note."""
+    costs = grid.costs
+    prices = ", ".join(f"{k}: ${v}/device-hour" for k, v in sorted(costs.device_hour.items()))
+    note = f" {costs.note}" if costs.note else ""
+    return (
+        f"Grid `{grid.name}`. Prices: ${costs.label_price} per label x {costs.reviews_per_label} "
+        f"review(s); {prices}.{note}\n\nReference (a*): {'; '.join(references)}.\n\n"
+        f"{DEFINITIONS_NOTE}"
+    )
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "$": r"\$",
+    "%": r"\%",
+    "&": r"\&",
+    "#": r"\#",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` safe in LaTeX text mode: the special characters escaped, ``±`` as
+    ``$\\pm$``, Markdown code quotes dropped."""
+    escaped = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text.replace("`", ""))
+    return escaped.replace("±", r"$\pm$")
+
+
+def table2_latex(table: pd.DataFrame, caption_text: str, label: str) -> str:
+    """A booktabs ``table`` environment: text columns left, numbers right, a rule between
+    datasets, the caption (paragraphs joined: a caption cannot hold a blank line). Needs
+    ``\\usepackage{booktabs,graphicx}``; the tabular is scaled to the text width."""
+    text_columns = {"dataset", "pipeline", "strategy", "feature updates at"}
+    spec = "".join("l" if c in text_columns else "r" for c in table.columns)
+    lines = [
+        "% asvp-bench Table 2; needs \\usepackage{booktabs} and \\usepackage{graphicx}",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\resizebox{\\textwidth}{!}{%",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(str(c)) for c in table.columns) + " \\\\",
+        "\\midrule",
+    ]
+    previous = None
+    for row in table.itertuples(index=False):
+        if previous is not None and row[0] != previous:
+            lines.append("\\midrule")
+        previous = row[0]
+        lines.append(" & ".join(latex_escape(str(v)) for v in row) + " \\\\")
+    caption_line = " ".join(p.strip() for p in caption_text.split("\n\n") if p.strip())
+    lines += [
+        "\\bottomrule",
+        "\\end{tabular}}",
+        f"\\caption{{{latex_escape(caption_line)}}}",
+        f"\\label{{{latex_escape(label)}}}",
+        "\\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    grid: Grid, table: ReportTable, out_dir: Path, discrepancy: pd.DataFrame | None = None
+) -> str:
+    """Write ``table2.csv``, ``table2.md`` and ``table2.tex`` (and, when given and not empty,
+    ``discrepancy.csv`` and ``discrepancy.md``) into ``out_dir``; return the Table 2 Markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shown = table.rows.fillna("")
+    shown.to_csv(out_dir / "table2.csv", index=False)
+    text = caption(grid, table.references)
+    markdown = markdown_table(shown) + "\n\n" + text + "\n"
+    (out_dir / "table2.md").write_text(markdown)
+    (out_dir / "table2.tex").write_text(table2_latex(shown, text, f"tab:table2-{grid.name}"))
+    if discrepancy is not None and not discrepancy.empty:
+        discrepancy.to_csv(out_dir / "discrepancy.csv", index=False)
+        (out_dir / "discrepancy.md").write_text(
+            markdown_table(discrepancy) + "\n\n" + DISCREPANCY_NOTE
+        )
+    return markdown
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``table``'s columns and rows, values as text."""
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])

@@ -1,0 +1,244 @@
+"""Per-seed metrics and the Table 2 view: sample-saving ratio and total cost per strategy x
+pipeline, from the curves of :mod:`benchmark.report.curves`.
+
+Per seed, each curve is compared with the seed-mean curve of the random baseline (DESIGN.md,
+"Metrics"): :func:`seed_summaries` computes one row of metrics per run, :func:`table2`
+aggregates them into cells of mean +- std over seeds and, where fewer seeds than all reach the
+random baseline's accuracy, how many did; :func:`discrepancy_table` averages the proxy cells'
+selection-discrepancy regions; :func:`log_summaries` writes the per-seed metrics back into each
+run. The definitions are this project's (the paper's formulas are not public).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from asvp.costs import cumulative_sampling_hours, total_cost
+from asvp.metrics import (
+    accuracy_at,
+    area_under_budget_curve,
+    budget_to_reach,
+    mean_std,
+    sample_saving_ratio,
+)
+from benchmark.grid import FULL_DATA, RANDOM, Costs
+from benchmark.report.curves import DISCREPANCY_FIELDS, CellCurve
+from benchmark.tracking import MlflowClient, log_changed_values
+
+SUMMARY_METRICS = (
+    "ssr",
+    "total_cost_usd",
+    "labelling_cost_usd",
+    "training_cost_usd",
+    "sampling_hours",
+    "aubc",
+    "final_acc",
+    "cost_saving_vs_random",
+)
+"""The per-seed metrics :func:`log_summaries` writes into each run (and the names the published
+values use, :mod:`benchmark.published`). ``sampling_hours`` is the run's whole sampling compute
+(to its last budget); ``training_cost_usd`` is the sampling compute up to ``n`` x its price."""
+
+
+class ReportError(ValueError):
+    """The finished runs cannot be reported (no random baseline, a device without a price)."""
+
+
+def _device_price(costs: Costs, device: str, source: str) -> float:
+    if device not in costs.device_hour:
+        raise ReportError(
+            f"{source}: costs.device_hour has no price for device {device!r} "
+            f"(runs ran on it); known: {sorted(costs.device_hour)}"
+        )
+    return costs.device_hour[device]
+
+
+def _family_order(curve: CellCurve) -> int:
+    """Random baseline first, the full-data cell next, then the grid's order."""
+    return {RANDOM: 0, FULL_DATA: 1}.get(curve.cell.config.pipeline, 2)
+
+
+def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") -> pd.DataFrame:
+    """One row per run: its metrics against its dataset's seed-mean random baseline.
+
+    Columns: dataset, pipeline (label), strategy (label), family (``CellConfig.pipeline``), seed,
+    run_id, device, device_hour_price, reference_budget (B, the random baseline's last budget),
+    reference_acc (a*), labels_needed (n), the :data:`SUMMARY_METRICS`, eval_hours,
+    eval_cost_usd and updates_at. Labelling cost = n x label price x reviews; training cost =
+    total cost (:func:`asvp.costs.total_cost`) - labelling cost. NaN where a run never reaches
+    a*, and for a full-data run everything but its accuracy. Rows: per dataset (sorted), random
+    first, full-data next, then the order of ``curves``. ``source`` names the grid in errors.
+    """
+    rows = []
+    for dataset in sorted({c.cell.config.dataset for c in curves}):
+        mine = sorted((c for c in curves if c.cell.config.dataset == dataset), key=_family_order)
+        randoms = [c for c in mine if c.cell.config.pipeline == RANDOM]
+        if not randoms:
+            raise ReportError(f"{source}: no finished random-baseline run for {dataset}")
+        random_budgets = randoms[0].budgets
+        random_acc = np.mean([c.acc for c in randoms], axis=0)
+        reference = float(random_budgets[-1])
+        target = accuracy_at(random_budgets, random_acc, reference)
+        random_cost = float(np.mean([_costs_at(c, reference, costs, source)[2] for c in randoms]))
+        for c in mine:
+            full = c.cell.config.pipeline == FULL_DATA
+            n = math.nan if full else budget_to_reach(c.budgets, c.acc, target)
+            labelling, training, total = _costs_at(c, n, costs, source)
+            price = _device_price(costs, c.device, source)
+            eval_hours = float(np.sum(c.evaluation_seconds)) / 3600.0
+            curve_metrics = (  # not defined for the full-data cell's single budget
+                {"ssr": math.nan, "aubc": math.nan}
+                if full
+                else {
+                    "ssr": sample_saving_ratio(c.budgets, c.acc, random_budgets, random_acc),
+                    "aubc": area_under_budget_curve(c.budgets, c.acc),
+                }
+            )
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "pipeline": c.cell.pipeline_label,
+                    "strategy": c.cell.strategy_label,
+                    "family": c.cell.config.pipeline,
+                    "seed": c.cell.config.seed,
+                    "run_id": c.run_id,
+                    "device": c.device,
+                    "device_hour_price": price,
+                    "reference_budget": reference,
+                    "reference_acc": target,
+                    "labels_needed": n,
+                    **curve_metrics,
+                    "total_cost_usd": total,
+                    "labelling_cost_usd": labelling,
+                    "training_cost_usd": training,
+                    "sampling_hours": float(cumulative_sampling_hours(c.sampling_seconds)[-1]),
+                    "final_acc": float(c.acc[-1]),
+                    "cost_saving_vs_random": 1.0 - total / random_cost if random_cost else math.nan,
+                    "eval_hours": eval_hours,
+                    "eval_cost_usd": eval_hours * price,
+                    "updates_at": c.updates_at,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _costs_at(
+    curve: CellCurve, labels: float, costs: Costs, source: str
+) -> tuple[float, float, float]:
+    """Labelling, training (sampling compute) and total cost (USD) of ``labels`` labels."""
+    price = _device_price(costs, curve.device, source)
+    hours = cumulative_sampling_hours(curve.sampling_seconds)
+    total = total_cost(
+        labels, curve.budgets, hours, costs.label_price, costs.reviews_per_label, price
+    )
+    labelling = labels * costs.label_price * costs.reviews_per_label
+    return labelling, total - labelling, total
+
+
+def _fmt(mean: float, std: float, count: int, total: int, digits: int, prefix: str = "") -> str:
+    if count == 0:
+        return f"n/a (0/{total} reached)" if total else "n/a"
+    text = f"{prefix}{mean:.{digits}f} ± {std:.{digits}f}"
+    return text + (f" ({count}/{total} reached)" if count < total else "")
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """The table's rows and, per dataset, the random reference accuracy a* they are read at
+    (and the full-data upper bound where the grid has one)."""
+
+    rows: pd.DataFrame
+    references: list[str]
+
+
+# Table column -> (summary column, digits, prefix); the full-data row shows only accuracy.
+_TABLE_COLUMNS = {
+    "SSR": ("ssr", 3, ""),
+    "total cost (USD)": ("total_cost_usd", 2, "$"),
+    "cost saving vs random": ("cost_saving_vs_random", 3, ""),
+    "AUBC": ("aubc", 3, ""),
+    "final acc": ("final_acc", 3, ""),
+    "sampling h": ("sampling_hours", 4, ""),
+    "eval-only h": ("eval_hours", 4, ""),
+    "eval-only cost (USD)": ("eval_cost_usd", 4, "$"),
+}
+_FULL_DATA_COLUMNS = ("final acc", "eval-only h", "eval-only cost (USD)")
+
+
+def table2(summaries: pd.DataFrame) -> ReportTable:
+    """One row per dataset x pipeline x strategy (random first), cells mean ± std over seeds."""
+    rows = []
+    references: list[str] = []
+    keys = ["dataset", "pipeline", "strategy"]
+    for (dataset, pipeline, strategy), members in summaries.groupby(keys, sort=False):
+        family = members["family"].iloc[0]
+        total = len(members)
+        row = {"dataset": dataset, "pipeline": pipeline, "strategy": strategy, "seeds": total}
+        for column, (name, digits, prefix) in _TABLE_COLUMNS.items():
+            shown = family != FULL_DATA or column in _FULL_DATA_COLUMNS
+            row[column] = _fmt(*mean_std(members[name]), total, digits, prefix) if shown else ""
+        updates = sorted(set(members["updates_at"]))
+        row["feature updates at"] = "; ".join(updates) if family == "asvp" else ""
+        rows.append(row)
+    for dataset, members in summaries.groupby("dataset", sort=False):
+        first = members.iloc[0]
+        references.append(
+            f"{dataset}: random seed-mean accuracy at B={int(first['reference_budget'])} "
+            f"is {first['reference_acc']:.3f}"
+        )
+        full = members[members["family"] == FULL_DATA]
+        if not full.empty:
+            references.append(
+                f"{dataset}: full-data upper bound ({full['pipeline'].iloc[0]}, "
+                f"{len(full)} seed(s)) is {full['final_acc'].mean():.3f}"
+            )
+    return ReportTable(pd.DataFrame(rows), references)
+
+
+def discrepancy_table(curves: list[CellCurve]) -> pd.DataFrame:
+    """The selection-discrepancy regions (the paper's Figures 4-5) per proxy cell and budget.
+
+    One row per dataset x pipeline x strategy x labels at which the proxy selected: the
+    seed-mean of each region's count (``both``, ``proxy_only``, ``model_only`` and how many of
+    each the proxy classifies correctly) and of the overlap fraction.
+    """
+    rows = []
+    groups: dict[tuple[str, str, str], list[CellCurve]] = {}
+    for curve in curves:
+        if curve.discrepancy:
+            key = (curve.cell.config.dataset, curve.cell.pipeline_label, curve.cell.strategy_label)
+            groups.setdefault(key, []).append(curve)
+    for (dataset, pipeline, strategy), members in groups.items():
+        steps = sorted(set.intersection(*(set(c.discrepancy["both"]) for c in members)))
+        for labels in steps:
+            row = {"dataset": dataset, "pipeline": pipeline, "strategy": strategy}
+            row |= {"labels": labels, "seeds": len(members)}
+            for name in DISCREPANCY_FIELDS:
+                row[name] = round(float(np.mean([c.discrepancy[name][labels] for c in members])), 3)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def log_summaries(client: MlflowClient, summaries: pd.DataFrame) -> int:
+    """Log each run's :data:`SUMMARY_METRICS` into that run; return how many values were logged.
+
+    Step = the reference budget B the metrics are read at. NaN values are skipped (an undefined
+    SSR is not a number to plot). Idempotent: a value equal to the run's latest value of that
+    metric is not logged again, so re-running ``report`` adds nothing; a changed value (more
+    seeds finished, so a* moved) is appended and becomes the latest, which ``mlflow ui`` shows.
+    A value that became NaN leaves the older one in place (MLflow cannot delete metric values).
+    """
+    logged = 0
+    stamp = int(time.time() * 1000)
+    for row in summaries.itertuples(index=False):
+        if not row.run_id:
+            continue
+        values = {name: getattr(row, name) for name in SUMMARY_METRICS}
+        finite = {name: value for name, value in values.items() if math.isfinite(value)}
+        logged += log_changed_values(client, row.run_id, finite, int(row.reference_budget), stamp)
+    return logged

@@ -285,16 +285,16 @@ def test_ped_rejects_bad_arrays(features, labels, reference, match):
 @pytest.mark.parametrize(
     ("settings", "match"),
     [
-        ({"sigma": 0.6}, r"unknown PED setting 'sigma' \(value 0.6\); expected one of nsigma"),
-        ({"time_step": 0.0}, r"time_step = 0.0: expected a positive number \(default 0.1\)"),
-        ({"time_step": -1}, "time_step = -1"),
-        ({"nsigma": -0.3}, "nsigma = -0.3"),
-        ({"exit_ratio": 1.0}, r"exit_ratio = 1.0: expected a number in \[0, 1\)"),
-        ({"num_step": 0}, "num_step = 0: expected a positive integer"),
-        ({"num_step": 2.5}, "num_step = 2.5"),
-        ({"constant": float("nan")}, "constant = nan"),
-        ({"eps": "small"}, "eps = 'small'"),
-        ({"time_step": True}, "time_step = True"),
+        ({"sigma": 0.6}, r"sigma: got 0.6; expected a known option; allowed: nsigma"),
+        ({"time_step": 0.0}, r"time_step: got 0.0; expected a finite number > 0"),
+        ({"time_step": -1}, "time_step: got -1"),
+        ({"nsigma": -0.3}, "nsigma: got -0.3"),
+        ({"exit_ratio": 1.0}, r"exit_ratio: got 1.0; expected a finite number in \[0, 1\)"),
+        ({"num_step": 0}, "num_step: got 0; expected an integer >= 1"),
+        ({"num_step": 2.5}, "num_step: got 2.5"),
+        ({"constant": float("nan")}, "constant: got nan"),
+        ({"eps": "small"}, "eps: got 'small'"),
+        ({"time_step": True}, "time_step: got True"),
     ],
 )
 def test_ped_rejects_bad_settings(settings, match):

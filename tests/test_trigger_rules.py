@@ -1,5 +1,7 @@
 """The ASVP feature-update rules (asvp.trigger.FeatureUpdateRule)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from asvp.trigger import (
     SUBSAMPLE_REPEATS,
     TRIGGER_RULES,
     FeatureUpdateRule,
+    PedSettings,
     check_ped_settings,
     logme,
     ped,
@@ -45,33 +48,47 @@ def _separable(n, rng, noise):
     return centres[labels] + noise * rng.standard_normal((n, 16)), labels
 
 
-def test_logme_rule_updates_when_the_size_matched_value_drops_and_restarts_reference():
+INDICATORS = {"logme": logme, "ped": ped}
+
+
+@pytest.mark.parametrize("name", ["logme", "ped"])
+def test_indicator_rule_updates_when_the_size_matched_value_drops_and_restarts_reference(name):
     rng = np.random.default_rng(0)
-    rule = FeatureUpdateRule(TriggerConfig(rule="logme", fraction=0.9), seed=1)
+    rule = FeatureUpdateRule(TriggerConfig(rule=name, fraction=0.9), seed=1)
     good, y_good = _separable(20, rng, 0.5)
     first = rule.decide(20, False, good, y_good)
-    assert not first.update and first.value == pytest.approx(logme(good, y_good))
+    assert not first.update and first.value == pytest.approx(INDICATORS[name](good, y_good))
     assert first.reference == first.value
     bad, y_bad = _separable(40, rng, 6.0)
     features = np.vstack([good, bad])
     second = rule.decide(40, False, features, np.concatenate([y_good, y_bad]))
-    assert second.update and second.value < 0.9 * first.value
+    assert second.update and second.reason == "indicator: update"
+    assert second.reference == first.value and second.value < 0.9 * first.value
     third = rule.decide(60, False, *_separable(60, rng, 6.0))
     assert third.reference == third.value  # reference restarted on the new features
 
 
-def test_logme_rule_value_is_the_mean_over_size_matched_subsets():
+def _replay_rows(seed, n, size):
+    replay = np.random.default_rng(seed)
+    return [replay.choice(n, size=size, replace=False) for _ in range(SUBSAMPLE_REPEATS)]
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"), [("logme", {}), ("ped", {"nsigma": 1.5, "time_step": 0.3})]
+)
+def test_indicator_rule_value_is_the_mean_over_size_matched_subsets(name, settings):
+    indicator = INDICATORS[name]
     rng = np.random.default_rng(0)
-    rule = FeatureUpdateRule(TriggerConfig(rule="logme"), seed=5)
+    rule = FeatureUpdateRule(TriggerConfig(rule=name, ped=settings), seed=5)
     rule.decide(10, False, *_separable(10, rng, 1.0))
     features, labels = _separable(30, rng, 1.0)
     value = rule.decide(30, False, features, labels).value
-    replay = np.random.default_rng(5)
-    expected = []
-    for _ in range(SUBSAMPLE_REPEATS):
-        rows = replay.choice(30, size=10, replace=False)
-        expected.append(logme(features[rows], labels[rows]))
-    assert value == pytest.approx(np.mean(expected))
+    rows = _replay_rows(5, 30, 10)
+    assert value == pytest.approx(
+        np.mean([indicator(features[r], labels[r], **settings) for r in rows])
+    )
+    if settings:  # the settings are used
+        assert value != pytest.approx(np.mean([indicator(features[r], labels[r]) for r in rows]))
 
 
 def test_logme_rule_with_a_negative_reference_needs_a_real_drop():
@@ -97,44 +114,10 @@ def test_only_the_indicator_rules_read_a_value():
         assert FeatureUpdateRule(TriggerConfig(rule=rule)).needs_value() is expected
 
 
-def test_ped_rule_updates_when_the_size_matched_value_drops_and_restarts_reference():
-    rng = np.random.default_rng(0)
-    rule = FeatureUpdateRule(TriggerConfig(rule="ped", fraction=0.9), seed=1)
-    good, y_good = _separable(20, rng, 0.5)
-    first = rule.decide(20, False, good, y_good)
-    assert not first.update and first.value == pytest.approx(ped(good, y_good))
-    assert first.value != pytest.approx(logme(good, y_good))  # PED, not LogME
-    assert first.reference == first.value
-    bad, y_bad = _separable(40, rng, 6.0)
-    features = np.vstack([good, bad])
-    second = rule.decide(40, False, features, np.concatenate([y_good, y_bad]))
-    assert second.update and second.reason == "indicator: update"
-    assert second.reference == first.value and second.value < 0.9 * first.value
-    third = rule.decide(60, False, *_separable(60, rng, 6.0))
-    assert third.reference == third.value  # reference restarted on the new features
-
-
-def test_ped_rule_value_is_the_mean_over_size_matched_subsets_with_its_settings():
-    rng = np.random.default_rng(0)
-    settings = {"nsigma": 1.5, "time_step": 0.3}
-    rule = FeatureUpdateRule(TriggerConfig(rule="ped", ped=settings), seed=5)
-    rule.decide(10, False, *_separable(10, rng, 1.0))
-    features, labels = _separable(30, rng, 1.0)
-    value = rule.decide(30, False, features, labels).value
-    replay = np.random.default_rng(5)
-    expected = []
-    for _ in range(SUBSAMPLE_REPEATS):
-        rows = replay.choice(30, size=10, replace=False)
-        expected.append(ped(features[rows], labels[rows], **settings))
-    assert value == pytest.approx(np.mean(expected))
-    assert value != pytest.approx(  # the settings are used
-        np.mean([ped(features[r], labels[r]) for r in _replay_rows(5, 30, 10)])
-    )
-
-
-def _replay_rows(seed, n, size):
-    replay = np.random.default_rng(seed)
-    return [replay.choice(n, size=size, replace=False) for _ in range(SUBSAMPLE_REPEATS)]
+def test_the_ped_rule_reads_ped_not_logme():
+    good, y_good = _separable(20, np.random.default_rng(0), 0.5)
+    first = FeatureUpdateRule(TriggerConfig(rule="ped"), seed=1).decide(20, False, good, y_good)
+    assert first.value != pytest.approx(logme(good, y_good))
 
 
 def test_ped_rule_respects_max_updates_and_the_last_budget():
@@ -163,9 +146,9 @@ def test_ped_rule_absolute_threshold_and_missing_features():
 
 
 def test_ped_rule_checks_its_settings_when_built():
-    with pytest.raises(ValueError, match="time_step = -0.1"):
+    with pytest.raises(ValueError, match="time_step: got -0.1; expected a finite number > 0"):
         FeatureUpdateRule(TriggerConfig(rule="ped", ped={"time_step": -0.1}))
-    with pytest.raises(ValueError, match="unknown PED setting 'steps'"):
+    with pytest.raises(ValueError, match="steps: got 3; expected a known option"):
         FeatureUpdateRule(TriggerConfig(rule="ped", ped={"steps": 3}))
 
 
@@ -185,7 +168,7 @@ def test_check_ped_settings_names_the_allowed_settings_and_their_defaults():
     with pytest.raises(ValueError) as error:
         check_ped_settings({"time step": 0.1})
     message = str(error.value)
-    assert "'time step'" in message and "0.1" in message
+    assert "time step: got 0.1; expected a known option" in message
     for name, default in PED_DEFAULTS.items():
         assert f"{name} (default {default})" in message
 
@@ -193,22 +176,29 @@ def test_check_ped_settings_names_the_allowed_settings_and_their_defaults():
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("nsigma", 0, "a positive number (default 0.6)"),
-        ("time_step", -0.5, "a positive number (default 0.1)"),
-        ("exit_ratio", 1.5, "a number in [0, 1) (default 0.5)"),
-        ("exit_ratio", -0.1, "a number in [0, 1) (default 0.5)"),
-        ("num_step", 0, "a positive integer (default 6)"),
-        ("num_step", 1.5, "a positive integer (default 6)"),
-        ("constant", float("inf"), "a positive number (default 1.0)"),
-        ("eps", None, "a positive number (default 0.001)"),
-        ("nsigma", "0.6", "a positive number (default 0.6)"),
-        ("num_step", False, "a positive integer (default 6)"),
+        ("nsigma", 0, "a finite number > 0"),
+        ("time_step", -0.5, "a finite number > 0"),
+        ("exit_ratio", 1.5, "a finite number in [0, 1)"),
+        ("exit_ratio", -0.1, "a finite number in [0, 1)"),
+        ("num_step", 0, "an integer >= 1"),
+        ("num_step", 1.5, "an integer >= 1"),
+        ("constant", float("inf"), "a finite number > 0"),
+        ("eps", None, "a finite number > 0"),
+        ("nsigma", "0.6", "a finite number > 0"),
+        ("num_step", False, "an integer >= 1"),
     ],
 )
 def test_check_ped_settings_rejects_bad_values(key, value, expected):
     with pytest.raises(ValueError) as error:
         check_ped_settings({key: value})
-    assert str(error.value) == f"PED setting {key} = {value!r}: expected {expected}"
+    assert str(error.value) == f"PED settings: {key}: got {value!r}; expected {expected}"
+
+
+def test_check_ped_settings_reports_every_bad_setting_and_is_declared_once():
+    with pytest.raises(ValueError, match=r"nsigma: got -1; .*; num_step: got 0; "):
+        check_ped_settings({"nsigma": -1, "num_step": 0})
+    assert dataclasses.asdict(PedSettings()) == PED_DEFAULTS
+    assert check_ped_settings({"num_step": np.int64(3)}) == {"num_step": 3}
 
 
 def test_check_ped_settings_rejects_a_non_mapping():

@@ -1,6 +1,8 @@
 """Writers of checkpoint files in the real formats of the paper's backbones, from random weights.
 
-Each writer builds the real architecture with seeded random weights (BatchNorm statistics
+Each writer builds the real architecture (the ResNets with the builders of
+:mod:`asvp.models.resnet`, whose architecture ``test_checkpoint_formats`` pins) with seeded
+random weights (BatchNorm statistics
 and affine parameters randomised too, so that a loader that skips them is caught), saves it
 the way the original training code does, with the realistic surrounding keys (target
 network, projector, predictor, text tower, ``epoch``, ...), and returns the state dict the
@@ -32,7 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-import asvp  # noqa: F401  (makes torchvision importable on CPU torch; before timm/torchvision)
+from asvp.models.resnet import resnet18_cifar_features, resnet50_features
 
 ClipVariant = Literal["b16", "b32"]
 ClipFormat = Literal["timm", "openai", "openai_jit"]
@@ -76,26 +78,6 @@ def _head(**layers: nn.Module) -> dict[str, Tensor]:
     return _clone(head.state_dict())
 
 
-def reference_resnet50() -> nn.Module:
-    """torchvision ResNet-50 with ``fc`` = Identity: the BYOL-EMAN backbone."""
-    from torchvision.models import resnet50
-
-    network = resnet50(weights=None)
-    network.fc = nn.Identity()
-    return network
-
-
-def reference_resnet18_cifar() -> nn.Module:
-    """PatrickHua/SimSiam ``resnet18_cifar_variant1`` without classifier (torchvision names)."""
-    from torchvision.models import resnet18
-
-    network = resnet18(weights=None)
-    network.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    network.maxpool = nn.Identity()
-    network.fc = nn.Identity()
-    return network
-
-
 def _random_state(network: nn.Module) -> dict[str, Tensor]:
     _randomise_batchnorm(network)
     return _clone(network.state_dict())
@@ -116,7 +98,7 @@ def _byol_mlp(in_dim: int, hidden: int, out_dim: int) -> dict[str, Tensor]:
 def write_byol_eman_checkpoint(path: str | Path, seed: int = 0) -> dict[str, Tensor]:
     """A BYOL-EMAN training checkpoint; returns the online backbone's state dict."""
     with _seeded(seed):
-        online = _random_state(reference_resnet50())
+        online = _random_state(resnet50_features())
         target = {k: v * 0.5 if v.is_floating_point() else v for k, v in online.items()}
         state_dict = {
             **_prefixed("module.online_net.backbone.", online),
@@ -165,7 +147,7 @@ def _simsiam_heads(width: int = 64) -> dict[str, Tensor]:
 def write_simsiam_checkpoint(path: str | Path, seed: int = 0) -> dict[str, Tensor]:
     """A PatrickHua/SimSiam CIFAR checkpoint; returns the ResNet-18 backbone's state dict."""
     with _seeded(seed):
-        backbone = _random_state(reference_resnet18_cifar())
+        backbone = _random_state(resnet18_cifar_features())
         state_dict = {
             **_prefixed("backbone.", backbone),
             **_prefixed("encoder.0.", backbone),  # the same module, registered twice
@@ -192,7 +174,7 @@ def write_simclr_checkpoint(
     as a raw dict or under ``state_dict`` (``wrapped``), optionally with the ResNet's
     ``linear`` classifier; returns the backbone's state dict in torchvision names."""
     with _seeded(seed):
-        backbone = _random_state(reference_resnet18_cifar())
+        backbone = _random_state(resnet18_cifar_features())
         state = {
             **_prefixed(key_prefix, kuangliu_names(backbone)),
             **_prefixed(

@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 from checkpoint_fixtures import (
     openai_clip_state,
-    reference_resnet18_cifar,
-    reference_resnet50,
     write_byol_eman_checkpoint,
     write_clip_checkpoint,
     write_simclr_checkpoint,
     write_simsiam_checkpoint,
 )
-from torch import Tensor
+from torch import Tensor, nn
+from torchvision.models import ResNet, resnet18
 
 from asvp.hashing import file_sha256
 from asvp.models.backbones import (
@@ -33,6 +32,7 @@ from asvp.models.backbones import (
     check_backbone_options,
     load_backbone,
 )
+from asvp.models.resnet import resnet18_cifar_features, resnet50_features
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -51,6 +51,15 @@ def _assert_state_equals(network: torch.nn.Module, expected: dict[str, Tensor]) 
     for key, tensor in expected.items():
         assert loaded[key].dtype == tensor.dtype, key
         assert torch.equal(loaded[key], tensor), key
+
+
+def _assert_features_of(backbone, build, expected: dict[str, Tensor], size: int) -> None:
+    """The backbone computes what a network from ``build`` holding ``expected`` computes."""
+    reference = build()
+    reference.load_state_dict(expected)
+    features = _features(backbone.network, size)
+    assert features.shape == (2, backbone.num_features)
+    torch.testing.assert_close(features, _features(reference, size))
 
 
 # --- ResNets -------------------------------------------------------------------------------
@@ -76,11 +85,7 @@ def test_byol_eman_loads_the_online_backbone_bit_for_bit(byol_eman):
     assert backbone.num_features == 2048
     assert backbone.preprocessing.mean == IMAGENET_MEAN
     assert backbone.weights_sha256 == file_sha256(path)
-    reference = reference_resnet50()
-    reference.load_state_dict(expected)
-    features = _features(backbone.network, 64)
-    assert features.shape == (2, 2048)
-    torch.testing.assert_close(features, _features(reference, 64))
+    _assert_features_of(backbone, resnet50_features, expected, 64)
 
 
 def test_simsiam_loads_the_cifar_resnet18_bit_for_bit(simsiam):
@@ -90,11 +95,7 @@ def test_simsiam_loads_the_cifar_resnet18_bit_for_bit(simsiam):
     assert (backbone.num_features, backbone.preprocessing.mean) == (512, CIFAR10_MEAN)
     assert backbone.preprocessing.std == (0.2470, 0.2435, 0.2616)
     assert backbone.weights_sha256 == file_sha256(path)
-    reference = reference_resnet18_cifar()
-    reference.load_state_dict(expected)
-    features = _features(backbone.network, 32)
-    assert features.shape == (2, 512)
-    torch.testing.assert_close(features, _features(reference, 32))
+    _assert_features_of(backbone, resnet18_cifar_features, expected, 32)
 
 
 @pytest.mark.parametrize(
@@ -118,9 +119,36 @@ def test_simclr_kuangliu_names_map_to_torchvision(tmp_path, options):
     assert backbone.preprocessing.mean == CIFAR10_MEAN
     suffix = f"[key_prefix={prefix}]" if prefix else ""
     assert backbone.name == "resnet18_cifar_simclr" + suffix
-    reference = reference_resnet18_cifar()
-    reference.load_state_dict(expected)
-    torch.testing.assert_close(_features(backbone.network, 32), _features(reference, 32))
+    _assert_features_of(backbone, resnet18_cifar_features, expected, 32)
+
+
+def test_the_resnet_builders_are_the_papers_architectures():
+    """Pinned here, not by a second copy of the builders (the fixtures write checkpoints with
+    them): torchvision ResNets without classifier; the CIFAR ResNet-18 (SimSiam's
+    ``resnet18_cifar_variant1``) has a 3x3 stride-1 stem and no max-pool."""
+    resnet50 = resnet50_features()
+    assert isinstance(resnet50, ResNet) and isinstance(resnet50.fc, nn.Identity)
+    assert [len(layer) for layer in (resnet50.layer1, resnet50.layer2, resnet50.layer3)] == [
+        3,
+        4,
+        6,
+    ]
+    assert _features(resnet50, 64).shape == (2, 2048)
+    cifar = resnet18_cifar_features()
+    stem = cifar.conv1
+    assert (stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride) == (
+        3,
+        64,
+        (3, 3),
+        (1, 1),
+    )
+    assert (stem.padding, stem.bias) == ((1, 1), None)
+    assert isinstance(cifar.maxpool, nn.Identity) and isinstance(cifar.fc, nn.Identity)
+    plain = {k: v.shape for k, v in resnet18(weights=None).state_dict().items()}
+    assert {k: v.shape for k, v in cifar.state_dict().items() if k != "conv1.weight"} == {
+        k: shape for k, shape in plain.items() if k != "conv1.weight" and not k.startswith("fc.")
+    }
+    assert _features(cifar, 32).shape == (2, 512)
 
 
 def test_two_loads_return_independent_networks(simsiam):
@@ -273,13 +301,34 @@ def test_backbone_checkpoint_resolves_the_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "name, options, match",
     [
-        ("clip_vit_b32", {}, "missing option 'checkpoint'"),
-        ("clip_vit_b32", {"checkpoint": "x", "embedding": "cls"}, "'projected' | 'pooled'"),
-        ("clip_vit_b32", {"checkpoint": "x", "format": "onnx"}, "'auto' | 'timm' | 'openai'"),
-        ("resnet50_byol_eman", {"checkpoint": "x", "prefix": "a."}, "unknown option 'prefix'"),
-        ("resnet50_byol_eman", {"checkpoint": 5}, "a file path"),
-        ("resnet18_cifar_simclr", {"checkpoint": "x", "trust_checkpoint": "yes"}, "true or"),
-        ("efficientnet_lite0", {"checkpoint": "x"}, "expected: no options"),
+        ("clip_vit_b32", {}, r"checkpoint: got '<missing>'; expected a file path \(required\)"),
+        (
+            "clip_vit_b32",
+            {"checkpoint": "x", "embedding": "cls"},
+            "embedding: got 'cls'; expected one of: pooled, projected",
+        ),
+        (
+            "clip_vit_b32",
+            {"checkpoint": "x", "format": "onnx"},
+            "format: got 'onnx'; expected one of: auto, openai, timm",
+        ),
+        (
+            "resnet50_byol_eman",
+            {"checkpoint": "x", "prefix": "a."},
+            r"prefix: got 'a.'; expected a known option; allowed: checkpoint \(required\), "
+            r"trust_checkpoint \(default False\)",
+        ),
+        ("resnet50_byol_eman", {"checkpoint": 5}, "checkpoint: got 5; expected a file path"),
+        (
+            "resnet18_cifar_simclr",
+            {"checkpoint": "x", "trust_checkpoint": "yes"},
+            "trust_checkpoint: got 'yes'; expected true or false",
+        ),
+        (
+            "efficientnet_lite0",
+            {"checkpoint": "x"},
+            "checkpoint: got 'x'; expected a known option; allowed: none",
+        ),
         ("resnet101", {}, "unknown backbone 'resnet101'"),
     ],
 )

@@ -45,7 +45,13 @@ from asvp.models.checkpoints import (
     require_mapping,
     select_prefixed,
 )
-from asvp.models.registry import Backbone, Preprocessing, register_backbone, variant_name
+from asvp.models.registry import (
+    Backbone,
+    Factory,
+    Preprocessing,
+    register_backbone,
+    variant_name,
+)
 
 CLIP_STATISTICS = Preprocessing(
     mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)
@@ -153,31 +159,24 @@ def _clip_backbone(
     )
 
 
-@register_backbone(
-    "clip_vit_b16",
-    remedy=REMEDY.format(file="ViT-B-16.pt", model=TIMM_MODELS["clip_vit_b16"]),
-)
-def clip_vit_b16(
-    *,
-    checkpoint: Path,
-    embedding: Embedding = "projected",
-    format: Format = "auto",
-    trust_checkpoint: bool = False,
-) -> Backbone:
-    """CLIP ViT-B/16 image tower (OpenAI weights), 512-d projected or 768-d pooled."""
-    return _clip_backbone("clip_vit_b16", checkpoint, embedding, format, trust_checkpoint)
+def _register_clip(backbone: str, title: str, openai_file: str) -> Factory:
+    """Register the factory of a CLIP image tower; its keyword-only options are the same for
+    every tower."""
+
+    def factory(
+        *,
+        checkpoint: Path,
+        embedding: Embedding = "projected",
+        format: Format = "auto",
+        trust_checkpoint: bool = False,
+    ) -> Backbone:
+        return _clip_backbone(backbone, checkpoint, embedding, format, trust_checkpoint)
+
+    factory.__name__ = factory.__qualname__ = backbone
+    factory.__doc__ = f"CLIP {title} image tower (OpenAI weights), 512-d projected or 768-d pooled."
+    remedy = REMEDY.format(file=openai_file, model=TIMM_MODELS[backbone])
+    return register_backbone(backbone, remedy=remedy)(factory)
 
 
-@register_backbone(
-    "clip_vit_b32",
-    remedy=REMEDY.format(file="ViT-B-32.pt", model=TIMM_MODELS["clip_vit_b32"]),
-)
-def clip_vit_b32(
-    *,
-    checkpoint: Path,
-    embedding: Embedding = "projected",
-    format: Format = "auto",
-    trust_checkpoint: bool = False,
-) -> Backbone:
-    """CLIP ViT-B/32 image tower (OpenAI weights), 512-d projected or 768-d pooled."""
-    return _clip_backbone("clip_vit_b32", checkpoint, embedding, format, trust_checkpoint)
+clip_vit_b16 = _register_clip("clip_vit_b16", "ViT-B/16", "ViT-B-16.pt")
+clip_vit_b32 = _register_clip("clip_vit_b32", "ViT-B/32", "ViT-B-32.pt")

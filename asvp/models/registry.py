@@ -1,33 +1,34 @@
 """The backbone registry: named factories, their options, and a per-process template cache.
 
 A backbone is registered as a factory ``f(**options) -> Backbone`` whose keyword-only
-signature *is* its option schema: a parameter without default is required, ``bool`` and
-``Literal[...]`` annotations restrict the values, and a parameter named ``checkpoint``
-(annotated ``Path``) is the weights file the user provides. The grid's
+signature *is* its option schema, read and checked by :mod:`asvp.options`: a parameter
+without default is required, its annotation (``bool``, ``str``, ``Literal[...]``, ``Path``,
+``Annotated`` ranges) restricts the values, and a parameter named ``checkpoint`` (annotated
+``Path``) is the weights file the user provides. The grid's
 ``backbone: {name: ..., checkpoint: ..., ...}`` mapping (minus ``name``) is passed as options.
 Options are checked from the signature alone (:func:`check_backbone_options`), so a grid can be
 validated without reading any checkpoint; :func:`backbone_checkpoint` resolves the file for
 the preflight and raises :class:`CheckpointNotFoundError` with where to get it.
 
 Use this module through :mod:`asvp.models.backbones`, which imports every backbone module
-and so fills the registry.
+and so fills the registry. Neither module imports timm or torchvision: the factories do, when
+a backbone is built.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import os
-import typing
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from torch import nn
 
 from asvp.models.checkpoints import CheckpointNotFoundError
+from asvp.options import Option, check_options, declared_options
 
 CHECKPOINT_OPTION = "checkpoint"
 
@@ -66,71 +67,14 @@ Factory = Callable[..., Backbone]
 
 
 @dataclass(frozen=True)
-class _Option:
-    name: str
-    annotation: Any
-    default: Any  # inspect.Parameter.empty when required
-
-    @property
-    def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
-
-    def describe(self) -> str:
-        if self.annotation is Path:
-            kind = "a file path"
-        elif self.annotation is bool:
-            kind = "true or false"
-        elif typing.get_origin(self.annotation) is Literal:
-            kind = " | ".join(repr(v) for v in typing.get_args(self.annotation))
-        else:
-            kind = "a string"
-        if self.required:
-            state = "required"
-        elif isinstance(self.default, bool):
-            state = f"default {str(self.default).lower()}"
-        else:
-            state = f"default {self.default!r}"
-        return f"{self.name} ({kind}; {state})"
-
-    def check(self, backbone: str, value: Any) -> Any:
-        """The canonical value (paths as resolved strings), or ValueError saying what's wanted."""
-        annotation = self.annotation
-        if annotation is Path:
-            if isinstance(value, str | os.PathLike) and str(value):
-                return str(Path(value).expanduser().resolve())
-        elif annotation is bool:
-            if isinstance(value, bool):
-                return value
-        elif typing.get_origin(annotation) is Literal:
-            if value in typing.get_args(annotation):
-                return value
-        elif isinstance(value, str):
-            return value
-        raise ValueError(
-            f"backbone {backbone!r}: option {self.name!r} = {value!r} is invalid; "
-            f"expected {self.describe()}"
-        )
-
-
-@dataclass(frozen=True)
 class _Entry:
     factory: Factory
-    options: tuple[_Option, ...]
+    options: dict[str, Option]
     remedy: str | None
 
 
 _REGISTRY: dict[str, _Entry] = {}
 _TEMPLATES: OrderedDict[tuple, Backbone] = OrderedDict()
-
-
-def _signature_options(factory: Factory) -> tuple[_Option, ...]:
-    hints = typing.get_type_hints(factory)
-    options = []
-    for parameter in inspect.signature(factory).parameters.values():
-        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
-            raise TypeError(f"{factory.__name__}: options must be keyword-only")
-        options.append(_Option(parameter.name, hints[parameter.name], parameter.default))
-    return tuple(options)
 
 
 def register_backbone(name: str, *, remedy: str | None = None) -> Callable[[Factory], Factory]:
@@ -140,9 +84,11 @@ def register_backbone(name: str, *, remedy: str | None = None) -> Callable[[Fact
     """
 
     def decorate(factory: Factory) -> Factory:
-        options = _signature_options(factory)
-        takes_checkpoint = any(option.name == CHECKPOINT_OPTION for option in options)
-        if takes_checkpoint and not remedy:
+        parameters = inspect.signature(factory).parameters.values()
+        if any(parameter.kind is not parameter.KEYWORD_ONLY for parameter in parameters):
+            raise TypeError(f"{factory.__name__}: options must be keyword-only")
+        options = declared_options(factory)
+        if CHECKPOINT_OPTION in options and not remedy:
             raise TypeError(f"backbone {name!r} takes a checkpoint: say where to get it")
         _REGISTRY[name] = _Entry(factory, options, remedy)
         return factory
@@ -164,31 +110,26 @@ def _entry(name: str) -> _Entry:
 
 def backbone_option_names(name: str) -> set[str]:
     """The options the named backbone accepts."""
-    return {option.name for option in _entry(name).options}
+    return set(_entry(name).options)
 
 
 def check_backbone_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The canonical options (defaults filled in, checkpoint path resolved).
+    """The canonical options (defaults filled in, file paths resolved, as strings).
 
-    Raises ValueError naming an unknown, missing or invalid option and what is expected.
-    Reads no file: it runs at grid validation.
+    Raises ValueError (:class:`~asvp.options.OptionsError`) naming the backbone and, for each
+    unknown, missing or invalid option, its value and what is expected. Reads no file: it
+    runs at grid validation.
     """
-    entry = _entry(name)
-    known = {option.name: option for option in entry.options}
-    expected = ", ".join(option.describe() for option in entry.options) or "no options"
-    for key in options:
-        if key not in known:
-            raise ValueError(f"backbone {name!r}: unknown option {key!r}; expected: {expected}")
+    declared = _entry(name).options
+    checked = check_options(declared, options, f"backbone {name!r}")
     canonical = {}
-    for option in entry.options:
-        if option.name in options:
-            canonical[option.name] = option.check(name, options[option.name])
-        elif option.required:
-            raise ValueError(
-                f"backbone {name!r}: missing option {option.name!r}; expected: {expected}"
-            )
+    for key, option in declared.items():
+        if key not in checked:
+            canonical[key] = option.default
+        elif option.annotation is Path:
+            canonical[key] = str(Path(checked[key]).expanduser().resolve())
         else:
-            canonical[option.name] = option.default
+            canonical[key] = checked[key]
     return canonical
 
 

@@ -70,25 +70,37 @@ def _kuangliu_to_torchvision(key: str) -> str:
     return "fc." + key[len("linear.") :] if key.startswith("linear.") else key
 
 
-def _load_resnet(
+def _resnet_backbone(
+    name: str,
     network: nn.Module,
-    path: Path,
+    checkpoint: Path,
     *,
     trust: bool,
     wrapper: str | None,
     prefix: str,
     expected: str,
+    preprocessing: Preprocessing,
+    num_features: int,
     rename: Callable[[str], str] = lambda key: key,
-) -> None:
-    stored = read_checkpoint(path, trust=trust)
+) -> Backbone:
+    """``network`` with the backbone weights of ``checkpoint`` (under ``wrapper``, if any, and
+    ``prefix``, keys renamed by ``rename``), a ResNet classifier in the file ignored."""
+    stored = read_checkpoint(checkpoint, trust=trust)
     if wrapper is None and isinstance(stored, dict) and "state_dict" in stored:
         wrapper = "state_dict"
-    state = require_mapping(stored, wrapper, source=path, expected=expected)
+    state = require_mapping(stored, wrapper, source=checkpoint, expected=expected)
     selected = select_prefixed(
-        state, prefix, network, source=path, expected=expected, rename=rename
+        state, prefix, network, source=checkpoint, expected=expected, rename=rename
     )
     backbone_state = {k: v for k, v in selected.items() if k not in _CLASSIFIER_KEYS}
-    load_strict(network, backbone_state, source=path, expected=expected)
+    load_strict(network, backbone_state, source=checkpoint, expected=expected)
+    return Backbone(
+        name=name,
+        network=network,
+        num_features=num_features,
+        preprocessing=preprocessing,
+        weights_sha256=file_sha256(checkpoint),
+    )
 
 
 @register_backbone(
@@ -99,22 +111,17 @@ def _load_resnet(
 )
 def resnet50_byol_eman(*, checkpoint: Path, trust_checkpoint: bool = False) -> Backbone:
     """ResNet-50, BYOL-EMAN ImageNet weights (online network), 2048-d, ImageNet statistics."""
-    network = resnet50_features()
-    _load_resnet(
-        network,
+    return _resnet_backbone(
+        "resnet50_byol_eman",
+        resnet50_features(),
         checkpoint,
         trust=trust_checkpoint,
         wrapper="state_dict",
         prefix="module.online_net.backbone.",
         expected="expected a BYOL-EMAN checkpoint: a dict with 'state_dict' whose keys start "
         "with 'module.online_net.backbone.' followed by torchvision ResNet-50 names",
-    )
-    return Backbone(
-        name="resnet50_byol_eman",
-        network=network,
-        num_features=2048,
         preprocessing=IMAGENET,
-        weights_sha256=file_sha256(checkpoint),
+        num_features=2048,
     )
 
 
@@ -125,9 +132,9 @@ def resnet50_byol_eman(*, checkpoint: Path, trust_checkpoint: bool = False) -> B
 )
 def resnet18_cifar_simsiam(*, checkpoint: Path, trust_checkpoint: bool = False) -> Backbone:
     """CIFAR ResNet-18, PatrickHua/SimSiam weights, 512-d, CIFAR-10 statistics."""
-    network = resnet18_cifar_features()
-    _load_resnet(
-        network,
+    return _resnet_backbone(
+        "resnet18_cifar_simsiam",
+        resnet18_cifar_features(),
         checkpoint,
         trust=trust_checkpoint,
         wrapper="state_dict",
@@ -135,13 +142,8 @@ def resnet18_cifar_simsiam(*, checkpoint: Path, trust_checkpoint: bool = False) 
         expected="expected a PatrickHua/SimSiam checkpoint: a dict with 'state_dict' whose "
         "keys start with 'backbone.' followed by CIFAR ResNet-18 names in torchvision naming "
         "(conv1, bn1, layer1-4 with downsample)",
-    )
-    return Backbone(
-        name="resnet18_cifar_simsiam",
-        network=network,
-        num_features=512,
         preprocessing=CIFAR10,
-        weights_sha256=file_sha256(checkpoint),
+        num_features=512,
     )
 
 
@@ -155,9 +157,10 @@ def resnet18_cifar_simclr(
     *, checkpoint: Path, key_prefix: str = SIMCLR_KEY_PREFIX, trust_checkpoint: bool = False
 ) -> Backbone:
     """CIFAR ResNet-18, SimCLR weights (kuangliu naming), 512-d, CIFAR-10 statistics."""
-    network = resnet18_cifar_features()
-    _load_resnet(
-        network,
+    distinguishing = {} if key_prefix == SIMCLR_KEY_PREFIX else {"key_prefix": key_prefix}
+    return _resnet_backbone(
+        variant_name("resnet18_cifar_simclr", **distinguishing),
+        resnet18_cifar_features(),
         checkpoint,
         trust=trust_checkpoint,
         wrapper=None,
@@ -166,12 +169,6 @@ def resnet18_cifar_simclr(
         expected=f"expected a SimCLR CIFAR ResNet-18 state dict (raw or under 'state_dict') "
         f"whose keys start with key_prefix {key_prefix!r} followed by kuangliu-style "
         "ResNet-18 names (layerX.Y.shortcut.0/1 for downsample, linear for fc)",
-    )
-    distinguishing = {} if key_prefix == SIMCLR_KEY_PREFIX else {"key_prefix": key_prefix}
-    return Backbone(
-        name=variant_name("resnet18_cifar_simclr", **distinguishing),
-        network=network,
-        num_features=512,
         preprocessing=CIFAR10,
-        weights_sha256=file_sha256(checkpoint),
+        num_features=512,
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision.datasets
 import torchvision.transforms as T
 from data_fixtures import (
     IMAGENET_WNIDS,
@@ -29,10 +30,10 @@ from asvp.data import (
     ImageSet,
     Split,
     available_datasets,
+    check_dataset_options,
     dataset_needs_root,
     load_dataset,
 )
-from asvp.data import imagenet as imagenet_module
 from asvp.data.cifar_lt import KEPT_INDICES_ARTIFACT, long_tail_counts
 from asvp.data.embedded import _mnist5k_arrays, stratified_split
 from asvp.data.images import eval_resize_size
@@ -77,21 +78,82 @@ def test_every_dataset_is_registered_and_says_whether_it_reads_files():
 
 def test_unknown_missing_and_badly_typed_options_name_themselves(data_root):
     with pytest.raises(
-        TypeError,
-        match=r"unknown option 'imbalance' \(value 0.1\); expected "
-        r"options: imbalance_factor, imbalance_seed, kept_indices_file",
+        ValueError,
+        match=r"dataset 'cifar10_lt': imbalance: got 0.1; expected a known option; allowed: "
+        r"imbalance_factor \(default 0.1\), imbalance_seed \(default 0\), kept_indices_file",
     ):
         load_dataset("cifar10_lt", root=data_root, imbalance=0.1)
     with pytest.raises(
-        TypeError, match="'cifar10': unknown option 'root_dir'.*expected options: none"
+        ValueError,
+        match="dataset 'cifar10': root_dir: got .*expected a known option; allowed: none",
     ):
         load_dataset("cifar10", root_dir=data_root)
-    with pytest.raises(TypeError, match="'imagefolder': option 'path' is required"):
+    with pytest.raises(
+        ValueError, match=r"dataset 'imagefolder': path: got '<missing>'; .*\(required\)"
+    ):
         load_dataset("imagefolder", root=data_root)
     with pytest.raises(TypeError, match="download='yes'; expected true or false"):
         load_dataset("cifar10", root=data_root, download="yes")
     with pytest.raises(TypeError, match="root=3; expected a path"):
         load_dataset("cifar10", root=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        (
+            "mnist5k",
+            {"test_size": "abc"},
+            r"test_size: got 'abc'; expected an integer in \[1, 4999\]",
+        ),
+        (
+            "mnist5k",
+            {"test_size": True},
+            r"test_size: got True; expected an integer in \[1, 4999\]",
+        ),
+        (
+            "mnist5k",
+            {"test_size": 5000},
+            r"test_size: got 5000; expected an integer in \[1, 4999\]",
+        ),
+        (
+            "mnist5k",
+            {"pool_size": 0},
+            r"pool_size: got 0; expected an integer in \[1, 4999\] or null",
+        ),
+        (
+            "mnist5k",
+            {"test_size": 1000, "pool_size": 4500},
+            r"pool_size: got 4500; expected an integer in \[1, 4000\] \(5000 - test_size\)",
+        ),
+        ("mnist5k", {"split_seed": -1}, r"split_seed: got -1; expected an integer >= 0"),
+        ("imagenet", {"subdir": ""}, r"subdir: got ''; expected a file path"),
+        ("imagefolder", {"path": "own", "train": None}, r"train: got None; expected a file path"),
+        ("cifar100", {"download": True}, r"download: got True; expected a known option"),
+    ],
+)
+def test_check_dataset_options_refuses_from_the_declarations_alone(name, options, message):
+    with pytest.raises(ValueError, match=rf"^dataset '{name}': {message}"):
+        check_dataset_options(name, options)
+
+
+def test_check_dataset_options_reads_no_file_and_converts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data under ./data
+    assert check_dataset_options("cifar10_lt", {"imbalance_factor": 1}) == {"imbalance_factor": 1.0}
+    assert check_dataset_options("imagefolder", {"path": "nowhere"}) == {"path": "nowhere"}
+    assert check_dataset_options("imagenet", {}) == {}
+    assert check_dataset_options("mnist5k", {"test_size": 4000, "pool_size": 1000}) == {
+        "test_size": 4000,
+        "pool_size": 1000,
+    }
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(ValueError, match="unknown dataset 'cifar11'"):
+        check_dataset_options("cifar11", {})
+
+
+def test_mnist5k_options_are_checked_when_loading():
+    with pytest.raises(ValueError, match=r"dataset 'mnist5k': pool_size: got 4500; expected"):
+        load_dataset("mnist5k", pool_size=4500)
 
 
 def test_split_checks_classes_and_artifact_names():
@@ -305,22 +367,20 @@ def test_a_missing_kept_indices_file_is_a_missing_dataset(data_root):
 
 
 @pytest.mark.parametrize(
-    ("options", "error", "message"),
+    ("options", "message"),
     [
-        ({"imbalance_factor": 0}, ValueError, r"imbalance_factor=0; expected a number in \(0, 1\]"),
-        ({"imbalance_factor": 1.5}, ValueError, r"imbalance_factor=1.5; expected a number in"),
-        ({"imbalance_factor": "0.1"}, TypeError, r"imbalance_factor='0.1'; expected a number"),
-        ({"imbalance_factor": True}, TypeError, r"imbalance_factor=True; expected a number"),
-        ({"imbalance_seed": -1}, ValueError, r"imbalance_seed=-1; expected an integer >= 0"),
-        ({"imbalance_seed": 1.0}, TypeError, r"imbalance_seed=1.0; expected an integer >= 0"),
-        ({"kept_indices_file": 3}, TypeError, r"kept_indices_file=3; expected a non-empty path"),
-        ({"kept_indices_file": ""}, ValueError, r"kept_indices_file=''; expected a non-empty"),
+        ({"imbalance_factor": 0}, r"imbalance_factor: got 0; expected a finite number in \(0, 1\]"),
+        ({"imbalance_factor": 1.5}, r"imbalance_factor: got 1.5; expected a finite number in"),
+        ({"imbalance_factor": "0.1"}, r"imbalance_factor: got '0.1'; expected a finite number"),
+        ({"imbalance_factor": True}, r"imbalance_factor: got True; expected a finite number"),
+        ({"imbalance_seed": -1}, r"imbalance_seed: got -1; expected an integer >= 0"),
+        ({"imbalance_seed": 1.0}, r"imbalance_seed: got 1.0; expected an integer >= 0"),
+        ({"kept_indices_file": 3}, r"kept_indices_file: got 3; expected a file path or null"),
+        ({"kept_indices_file": ""}, r"kept_indices_file: got ''; expected a file path or null"),
     ],
 )
-def test_bad_cifar10_lt_options_name_option_value_and_expectation(
-    data_root, options, error, message
-):
-    with pytest.raises(error, match=r"dataset 'cifar10_lt': option " + message):
+def test_bad_cifar10_lt_options_name_option_value_and_expectation(data_root, options, message):
+    with pytest.raises(ValueError, match=r"^dataset 'cifar10_lt': " + message):
         load_dataset("cifar10_lt", root=data_root, **options)
 
 
@@ -347,12 +407,12 @@ def test_imagenet_with_meta_bin_goes_through_torchvision_imagenet(tmp_path, monk
     write_imagenet_folder(tmp_path / "meta", seed=8, meta_bin=True)
     made = []
 
-    class RecordingImageNet(imagenet_module.ImageNet):
+    class RecordingImageNet(torchvision.datasets.ImageNet):
         def __init__(self, root, split="train", **kwargs):
             made.append(split)
             super().__init__(root, split=split, **kwargs)
 
-    monkeypatch.setattr(imagenet_module, "ImageNet", RecordingImageNet)
+    monkeypatch.setattr(torchvision.datasets, "ImageNet", RecordingImageNet)
     plain = load_dataset("imagenet", root=tmp_path / "plain")
     assert made == []
     with_meta = load_dataset("imagenet", root=tmp_path / "meta")
@@ -368,7 +428,7 @@ def test_imagenet_with_meta_bin_goes_through_torchvision_imagenet(tmp_path, monk
 def test_imagenet_options_and_incomplete_layouts(tmp_path):
     folder = write_imagenet_folder(tmp_path, subdir="in1k", train_per_class=2, val_per_class=1)
     assert len(load_dataset("imagenet", root=tmp_path, subdir="in1k").pool) == 10
-    with pytest.raises(TypeError, match=r"option subdir=3; expected a non-empty path"):
+    with pytest.raises(ValueError, match=r"subdir: got 3; expected a file path"):
         load_dataset("imagenet", root=tmp_path, subdir=3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match="nor both train/ and val/ folders"):

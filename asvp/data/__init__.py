@@ -2,7 +2,9 @@
 
 ``mnist5k`` ships inside a wheel (no files, no download). The others read files under a data
 root: ``cifar10``, ``cifar100``, ``cifar10_lt`` (in memory), ``imagenet``, ``pets`` and
-``imagefolder`` (decoded from files). Importing this package registers all of them.
+``imagefolder`` (decoded from files). Importing this package registers all of them; it does
+not import torchvision (the loaders do, when they read data), so that checking a grid's
+dataset options (:func:`check_dataset_options`) is fast.
 """
 
 from asvp.data import cifar, cifar_lt, embedded, folder, imagenet, pets  # noqa: F401  (register)
@@ -11,6 +13,7 @@ from asvp.data.base import (
     ImageSet,
     Split,
     available_datasets,
+    check_dataset_options,
     dataset_needs_root,
     load_dataset,
     register_dataset,
@@ -25,6 +28,7 @@ __all__ = [
     "ImageSet",
     "Split",
     "available_datasets",
+    "check_dataset_options",
     "dataset_needs_root",
     "load_dataset",
     "register_dataset",

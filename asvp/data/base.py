@@ -4,11 +4,16 @@ A dataset is loaded as a :class:`Split` of two :class:`ImageSet` s: the unlabell
 that active learning selects from, and the *test* set every accuracy is measured on (as in
 the official code, which has no validation split). Pool indices are positions in the pool.
 
-Loaders register under a name with :func:`register_dataset`; :func:`load_dataset` checks the
-options against the loader's signature (unknown or missing options name themselves), resolves
-the data root for loaders that read files, and calls the loader. The data root and the
-``download`` flag say where data lives and how to get it, not what it is: they are never part
-of a run's identity.
+Loaders register under a name with :func:`register_dataset`. A loader declares its options
+once, as keyword-only parameters whose ``Annotated`` types carry their ranges
+(:mod:`asvp.options`); :func:`check_dataset_options` checks given options against those
+declarations alone (it reads no file, so the grid validator calls it), and
+:func:`load_dataset` checks them the same way, resolves the data root for loaders that read
+files, and calls the loader. The data root and the ``download`` flag say where data lives and
+how to get it, not what it is: they are never part of a run's identity.
+
+This module and the package's registry import neither torchvision nor PIL: the loaders and
+image sets import them where they read data, so that checking a grid stays fast.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ import inspect
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from asvp.options import Option, OptionError, OptionsError, check_options, declared_options
 
 DEFAULT_DATA_ROOT = Path("data")
 
@@ -37,7 +44,8 @@ class ImageSet(ABC):
     ``labels`` is the image that ``batch([i], ...)`` returns. Every batch goes through one
     deterministic transform, for training as well as for feature extraction and testing: the
     project trains without augmentation, unlike the official code's random-resized-crop +
-    horizontal-flip training transform (``notes/official-code.md`` section 4).
+    horizontal-flip training transform (``notes/official-code.md`` section 4). A subclass says
+    how its images become pixels (:meth:`pixels`); the normalisation is the same for all.
     """
 
     labels: np.ndarray
@@ -46,7 +54,6 @@ class ImageSet(ABC):
     def __len__(self) -> int:
         return len(self.labels)
 
-    @abstractmethod
     def batch(
         self,
         indices: np.ndarray,
@@ -56,8 +63,22 @@ class ImageSet(ABC):
     ) -> torch.Tensor:
         """The images at ``indices`` as a normalised float32 batch (B, 3, size, size).
 
-        Pixels are scaled to [0, 1], then normalised per channel: ``(x - mean) / std``.
+        Pixels are scaled to [0, 1] (:meth:`pixels`), then normalised per channel:
+        ``(x - mean) / std``.
         """
+        mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+        std_t = torch.tensor(std).view(1, 3, 1, 1)
+        return (self.pixels(indices, image_size) - mean_t) / std_t
+
+    @abstractmethod
+    def pixels(self, indices: np.ndarray, image_size: int) -> torch.Tensor:
+        """The images at ``indices`` as float32 (B, 3, size, size) in [0, 1], in that order."""
+
+
+def check_rows(rows: Sized, labels: np.ndarray, what: str) -> None:
+    """One label per image: ValueError naming both counts otherwise."""
+    if len(rows) != len(labels):
+        raise ValueError(f"{len(rows)} {what} but {len(labels)} labels")
 
 
 @dataclass(frozen=True)
@@ -110,10 +131,16 @@ class DatasetNotFoundError(FileNotFoundError):
         return type(self), (self.dataset, self.path, self.remedy, self.detail)
 
 
+CrossCheck = Callable[[Mapping[str, Any]], None]
+"""Checks options against each other (all of them, defaults filled in); raises OptionError."""
+
+
 @dataclass(frozen=True)
 class _Registered:
     loader: Callable[..., Split]
     needs_root: bool
+    options: dict[str, Option]
+    cross_check: CrossCheck | None
 
 
 _REGISTRY: dict[str, _Registered] = {}
@@ -121,17 +148,26 @@ _ROOT_PARAMETERS = ("root", "download")
 
 
 def register_dataset(
-    name: str, *, needs_root: bool = False
+    name: str, *, needs_root: bool = False, cross_check: CrossCheck | None = None
 ) -> Callable[[Callable[..., Split]], Callable[..., Split]]:
-    """Register a loader under ``name``.
+    """Register a loader under ``name``; its keyword-only parameters are its options.
 
     A loader with ``needs_root`` reads files: it is called as ``f(root=Path, download=bool,
     **options)`` with the resolved absolute data root. Otherwise it is called as
-    ``f(**options)`` and the root and download flag are ignored.
+    ``f(**options)`` and the root and download flag are ignored. ``cross_check`` checks
+    options that limit each other (see :data:`CrossCheck`).
     """
 
     def decorate(loader: Callable[..., Split]) -> Callable[..., Split]:
-        _REGISTRY[name] = _Registered(loader, needs_root)
+        parameters = inspect.signature(loader).parameters.values()
+        positional = tuple(p.name for p in parameters if p.kind is not p.KEYWORD_ONLY)
+        expected = _ROOT_PARAMETERS if needs_root else ()
+        if positional != expected:
+            raise TypeError(
+                f"dataset {name!r}: the loader takes {positional} before its keyword-only "
+                f"options; expected {expected}"
+            )
+        _REGISTRY[name] = _Registered(loader, needs_root, declared_options(loader), cross_check)
         return loader
 
     return decorate
@@ -151,6 +187,31 @@ def resolve_data_root(root: str | os.PathLike | None) -> Path:
     return Path(DEFAULT_DATA_ROOT if root is None else root).expanduser().resolve()
 
 
+def resolve_under(base: Path, path: str | os.PathLike) -> Path:
+    """A path option made absolute: ``path`` itself, or ``base / path`` for a relative one."""
+    return (base / Path(path).expanduser()).resolve()
+
+
+def check_dataset_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The named dataset's ``options`` checked against its loader's declarations alone.
+
+    Returns the given options converted to their declared types (an integer given for a
+    number option becomes a float; defaults are not filled in). Reads no file and loads no
+    data. Raises ValueError (:class:`~asvp.options.OptionsError`) naming the dataset and, for
+    each unknown, missing, mistyped or out-of-range option, its value and what is expected.
+    """
+    registered = _registered(name)
+    owner = f"dataset {name!r}"
+    checked = check_options(registered.options, options, owner)
+    if registered.cross_check is not None:
+        defaults = {key: option.default for key, option in registered.options.items()}
+        try:
+            registered.cross_check({**defaults, **checked})
+        except OptionError as error:
+            raise OptionsError(owner, [error]) from None
+    return checked
+
+
 def load_dataset(
     name: str,
     root: str | os.PathLike | None = None,
@@ -161,40 +222,22 @@ def load_dataset(
 
     ``root`` is the data root (default ``./data``) and ``download`` lets torchvision download
     datasets that it can; both are ignored by datasets that read no files (``mnist5k``).
-    Raises :class:`DatasetNotFoundError` when the data is missing, TypeError for an unknown,
-    missing or wrongly typed option and ValueError for a bad option value.
+    Raises :class:`DatasetNotFoundError` when the data is missing, ValueError for a bad
+    option (:func:`check_dataset_options`) and TypeError for a root or download flag of the
+    wrong type.
     """
     registered = _registered(name)
     if not isinstance(download, bool):
         raise TypeError(f"dataset {name!r}: download={download!r}; expected true or false")
-    _check_option_names(name, registered, options)
+    checked = check_dataset_options(name, options)
     if not registered.needs_root:
-        return registered.loader(**options)
+        return registered.loader(**checked)
     if root is not None and not isinstance(root, str | os.PathLike):
         raise TypeError(f"dataset {name!r}: root={root!r}; expected a path")
-    return registered.loader(root=resolve_data_root(root), download=download, **options)
+    return registered.loader(root=resolve_data_root(root), download=download, **checked)
 
 
 def _registered(name: str) -> _Registered:
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
     return _REGISTRY[name]
-
-
-def _check_option_names(name: str, registered: _Registered, options: dict[str, Any]) -> None:
-    """Unknown and missing options, named, with the options the dataset accepts."""
-    parameters = inspect.signature(registered.loader).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    hidden = _ROOT_PARAMETERS if registered.needs_root else ()
-    accepted = [key for key in parameters if key not in hidden]
-    expected = ", ".join(accepted) if accepted else "none"
-    for key, value in options.items():
-        if key not in accepted:
-            raise TypeError(
-                f"dataset {name!r}: unknown option {key!r} (value {value!r}); "
-                f"expected options: {expected}"
-            )
-    for key in accepted:
-        if parameters[key].default is inspect.Parameter.empty and key not in options:
-            raise TypeError(f"dataset {name!r}: option {key!r} is required")

@@ -9,26 +9,37 @@ Integrity: torchvision checks the MD5 of every file before reading. With ``downl
 files missing, torchvision downloads the archive and verifies it. Files already on disk are
 read through a subclass of the torchvision class that only checks the files are present:
 re-packed copies of CIFAR (and the test fixtures) are valid data with other checksums.
+torchvision is imported when a CIFAR variant is first read, not when the loaders register.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torchvision.datasets import CIFAR10, CIFAR100
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset
 from asvp.data.images import ArrayImageSet
 
-_TORCHVISION_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
 
 
-def _presence_checked(dataset_class: type[CIFAR10]) -> type[CIFAR10]:
+def _torchvision_class(variant: str) -> type[CIFAR10]:
+    """torchvision's class of a CIFAR variant (``cifar10`` or ``cifar100``)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    return {"cifar10": CIFAR10, "cifar100": CIFAR100}[variant]
+
+
+@cache
+def _presence_checked(variant: str) -> type[CIFAR10]:
     """The torchvision class with every checksum removed (``check_integrity`` with no MD5
     only checks that the file exists)."""
+    dataset_class = _torchvision_class(variant)
     return type(
         f"PresenceChecked{dataset_class.__name__}",
         (dataset_class,),
@@ -38,9 +49,6 @@ def _presence_checked(dataset_class: type[CIFAR10]) -> type[CIFAR10]:
             "meta": {**dataset_class.meta, "md5": None},
         },
     )
-
-
-_PRESENCE_CHECKED = {name: _presence_checked(cls) for name, cls in _TORCHVISION_CLASSES.items()}
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class CifarArrays:
 
 def cifar_folder(variant: str, root: Path) -> Path:
     """Where a CIFAR variant's files live under the data root."""
-    return root / _TORCHVISION_CLASSES[variant].base_folder
+    return root / _torchvision_class(variant).base_folder
 
 
 def read_cifar(dataset: str, variant: str, root: Path, download: bool) -> CifarArrays:
@@ -65,7 +73,7 @@ def read_cifar(dataset: str, variant: str, root: Path, download: bool) -> CifarA
     ``dataset`` is the name errors are reported under (``cifar10_lt`` reads ``cifar10``).
     Raises :class:`DatasetNotFoundError` when files are missing and cannot be downloaded.
     """
-    dataset_class = _TORCHVISION_CLASSES[variant]
+    dataset_class = _torchvision_class(variant)
     folder = cifar_folder(variant, root)
     remedy = (
         f"set download: true in the grid (download=True), or download {dataset_class.url} and "
@@ -98,7 +106,7 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=2)
 def _cifar_arrays(variant: str, root: str) -> CifarArrays:
     """Parsed once per process and data root (about 1 s for the 60,000 images)."""
-    dataset_class = _PRESENCE_CHECKED[variant]
+    dataset_class = _presence_checked(variant)
     train = dataset_class(root, train=True)
     test = dataset_class(root, train=False)
     return CifarArrays(

@@ -15,13 +15,14 @@ run as the split's artifact ``cifar10_lt_kept_indices``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from asvp.data.base import DatasetNotFoundError, Split, register_dataset
+from asvp.data.base import DatasetNotFoundError, Split, register_dataset, resolve_under
 from asvp.data.cifar import read_cifar
 from asvp.data.images import ArrayImageSet
-from asvp.data.options import check_fraction, check_int, check_path
+from asvp.options import Range
 
 KEPT_INDICES_ARTIFACT = "cifar10_lt_kept_indices"
 
@@ -73,23 +74,22 @@ def _read_kept_indices(path: Path, train_size: int) -> np.ndarray:
 def load_cifar10_lt(
     root: Path,
     download: bool,
-    imbalance_factor: float = 0.1,
-    imbalance_seed: int = 0,
-    kept_indices_file: str | None = None,
+    *,
+    imbalance_factor: Annotated[float, Range(gt=0, le=1)] = 0.1,
+    imbalance_seed: Annotated[int, Range(ge=0)] = 0,
+    kept_indices_file: Path | None = None,
 ) -> Split:
-    """CIFAR-10-LT: pool = the long-tailed training subset, test = the balanced test set."""
-    factor = check_fraction("cifar10_lt", "imbalance_factor", imbalance_factor)
-    seed = check_int("cifar10_lt", "imbalance_seed", imbalance_seed, minimum=0)
-    indices_path = (
-        None
-        if kept_indices_file is None
-        else check_path("cifar10_lt", "kept_indices_file", kept_indices_file, root)
-    )
+    """CIFAR-10-LT: pool = the long-tailed training subset, test = the balanced test set.
+
+    ``kept_indices_file`` is absolute or relative to the data root.
+    """
     arrays = read_cifar("cifar10_lt", "cifar10", root, download)
-    if indices_path is None:
-        kept = long_tail_indices(arrays.train_labels, arrays.num_classes, factor, seed)
+    if kept_indices_file is None:
+        kept = long_tail_indices(
+            arrays.train_labels, arrays.num_classes, imbalance_factor, imbalance_seed
+        )
     else:
-        kept = _read_kept_indices(indices_path, len(arrays.train_labels))
+        kept = _read_kept_indices(resolve_under(root, kept_indices_file), len(arrays.train_labels))
     return Split(
         name="cifar10_lt",
         pool=ArrayImageSet(

@@ -9,12 +9,15 @@ files, so the data root and ``download`` are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Annotated, Any
 
 import numpy as np
 
 from asvp.data.base import Split, register_dataset
 from asvp.data.images import ArrayImageSet
+from asvp.options import OptionError, Range
 
 MNIST5K_SIZE = 5000
 MNIST5K_CLASSES = 10
@@ -52,20 +55,29 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@register_dataset("mnist5k", needs_root=False)
-def load_mnist5k(test_size: int = 1000, pool_size: int | None = None, split_seed: int = 0) -> Split:
+def _check_mnist5k_sizes(options: Mapping[str, Any]) -> None:
+    """The pool can keep at most the images the test set leaves: 5000 - test_size."""
+    most = MNIST5K_SIZE - options["test_size"]
+    pool_size = options["pool_size"]
+    if pool_size is not None and pool_size > most:
+        raise OptionError(
+            "pool_size", pool_size, f"an integer in [1, {most}] (5000 - test_size) or null"
+        )
+
+
+@register_dataset("mnist5k", needs_root=False, cross_check=_check_mnist5k_sizes)
+def load_mnist5k(
+    *,
+    test_size: Annotated[int, Range(ge=1, le=MNIST5K_SIZE - 1)] = 1000,
+    pool_size: Annotated[int | None, Range(ge=1, le=MNIST5K_SIZE - 1)] = None,
+    split_seed: Annotated[int, Range(ge=0)] = 0,
+) -> Split:
     """MNIST-5k as a stratified test set of ``test_size`` images and a pool of the rest.
 
     ``pool_size`` keeps a stratified subset of that many pool images (all when None), to make
-    the CPU demo faster; which images are kept is also fixed by ``split_seed``.
+    the CPU demo faster; which images are kept is also fixed by ``split_seed``. At most
+    ``5000 - test_size`` (checked with the options, :func:`_check_mnist5k_sizes`).
     """
-    if not 0 < test_size < MNIST5K_SIZE:
-        raise ValueError(f"mnist5k: test_size must be in 1..{MNIST5K_SIZE - 1}, got {test_size}")
-    if pool_size is not None and not 0 < pool_size <= MNIST5K_SIZE - test_size:
-        raise ValueError(
-            f"mnist5k: pool_size must be in 1..{MNIST5K_SIZE - test_size} (5000 - test_size), "
-            f"got {pool_size}"
-        )
     images, labels = _mnist5k_arrays()
     pool, test = stratified_split(labels, test_size, split_seed)
     if pool_size is not None and pool_size < len(pool):

@@ -7,6 +7,7 @@ from the official code name the same images here.
 
 ``imagefolder`` is for users' own data: ``<path>/<train>/<class>/<image>`` is the pool and
 ``<path>/<test>/<class>/<image>`` the test set; both must have the same class folders.
+torchvision is imported when a folder is scanned.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torchvision.datasets import DatasetFolder, ImageFolder
 
-from asvp.data.base import DatasetNotFoundError, Split, register_dataset
+from asvp.data.base import DatasetNotFoundError, Split, register_dataset, resolve_under
 from asvp.data.images import FileImageSet
-from asvp.data.options import check_path
+
+if TYPE_CHECKING:
+    from torchvision.datasets import DatasetFolder
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def scan_image_folder(dataset: str, folder: Path, remedy: str) -> LabelledFiles:
 @lru_cache(maxsize=16)
 def _scan_image_folder(folder: str) -> LabelledFiles:
     """One scan per process and folder (ImageNet's 1.28M files take minutes on NFS)."""
+    from torchvision.datasets import ImageFolder
+
     return labelled_files(ImageFolder(folder))
 
 
@@ -87,13 +92,14 @@ def _some(names: list[str], limit: int = 10) -> str:
 
 @register_dataset("imagefolder", needs_root=True)
 def load_image_folder(
-    root: Path, download: bool, path: str, train: str = "train", test: str = "val"
+    root: Path, download: bool, *, path: Path, train: Path = "train", test: Path = "val"
 ) -> Split:
     """Own data in ``ImageFolder`` layout: ``path`` (absolute, or relative to the data root)
-    holds the class-folder trees ``train`` (the pool) and ``test``. Nothing to download."""
-    folder = check_path("imagefolder", "path", path, root)
-    train_folder = check_path("imagefolder", "train", train, folder)
-    test_folder = check_path("imagefolder", "test", test, folder)
+    holds the class-folder trees ``train`` (the pool) and ``test`` (absolute, or relative to
+    ``path``). Nothing to download."""
+    folder = resolve_under(root, path)
+    train_folder = resolve_under(folder, train)
+    test_folder = resolve_under(folder, test)
     remedy = (
         f"put the images in {train_folder}/<class>/<image> and {test_folder}/<class>/<image> "
         "(torchvision ImageFolder layout, the same class folders in both), or set the options "

@@ -11,7 +11,8 @@ Looked for in ``<root>/<subdir>`` (``subdir`` default ``imagenet``), in one of t
 
 Pool = the training images, test = the validation images, both in sorted ``ImageFolder``
 order (the official code's row contract, see :mod:`asvp.data.folder`). ImageNet cannot be
-downloaded automatically: ``download`` is ignored.
+downloaded automatically: ``download`` is ignored. torchvision is imported when ImageNet is
+read.
 """
 
 from __future__ import annotations
@@ -19,12 +20,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from torchvision.datasets import ImageNet
-from torchvision.datasets.imagenet import ARCHIVE_META, META_FILE
-
-from asvp.data.base import DatasetNotFoundError, Split, register_dataset
+from asvp.data.base import DatasetNotFoundError, Split, register_dataset, resolve_under
 from asvp.data.folder import LabelledFiles, files_split, labelled_files, scan_image_folder
-from asvp.data.options import check_path
 
 SPLITS = ("train", "val")
 
@@ -40,11 +37,15 @@ def _remedy(folder: Path) -> str:
 @lru_cache(maxsize=4)
 def _scan_torchvision_imagenet(folder: str, split: str) -> LabelledFiles:
     """One scan per process, folder and split; class names are the wnids (folder names)."""
+    from torchvision.datasets import ImageNet
+
     dataset = ImageNet(folder, split=split)
     return labelled_files(dataset, classes=dataset.wnids)
 
 
 def _torchvision_layout(folder: Path) -> tuple[LabelledFiles, LabelledFiles]:
+    from torchvision.datasets.imagenet import ARCHIVE_META
+
     for split in SPLITS:
         archive = ARCHIVE_META[split][0]
         if not (folder / split).is_dir() and not (folder / archive).is_file():
@@ -56,9 +57,14 @@ def _torchvision_layout(folder: Path) -> tuple[LabelledFiles, LabelledFiles]:
 
 
 @register_dataset("imagenet", needs_root=True)
-def load_imagenet(root: Path, download: bool, subdir: str = "imagenet") -> Split:
-    """ImageNet-1k: pool = 1,281,167 training images, test = 50,000 validation images."""
-    folder = check_path("imagenet", "subdir", subdir, root)
+def load_imagenet(root: Path, download: bool, *, subdir: Path = "imagenet") -> Split:
+    """ImageNet-1k: pool = 1,281,167 training images, test = 50,000 validation images.
+
+    ``subdir`` is absolute or relative to the data root.
+    """
+    from torchvision.datasets.imagenet import ARCHIVE_META, META_FILE
+
+    folder = resolve_under(root, subdir)
     if not folder.is_dir():
         raise DatasetNotFoundError("imagenet", folder, _remedy(folder), "no such folder")
     if (folder / META_FILE).is_file() or (folder / ARCHIVE_META["devkit"][0]).is_file():

@@ -9,7 +9,8 @@
 
 Both are used with the same deterministic transform for training, feature extraction and
 testing. The official code trains with random-resized-crop + horizontal flip; this project
-trains without augmentation (see :class:`~asvp.data.base.ImageSet`).
+trains without augmentation (see :class:`~asvp.data.base.ImageSet`). PIL and torchvision are
+imported where files are decoded, so that importing :mod:`asvp.data` stays light.
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ from functools import partial
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
-from PIL import Image
-from torchvision.transforms import InterpolationMode
 
-from asvp.data.base import ImageSet
+from asvp.data.base import ImageSet, check_rows
 
 MAX_DECODE_THREADS = 8
 """Threads that decode one batch of files (PIL releases the GIL while decoding/resizing)."""
@@ -40,14 +38,6 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _normalise(
-    pixels: torch.Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]
-) -> torch.Tensor:
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
-    return (pixels - mean_t) / std_t
-
-
 @dataclass(frozen=True, eq=False)
 class ArrayImageSet(ImageSet):
     """Images held in memory as uint8 (N, H, W) or (N, H, W, 3), with int64 labels."""
@@ -57,21 +47,11 @@ class ArrayImageSet(ImageSet):
     num_classes: int
 
     def __post_init__(self) -> None:
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        check_rows(self.images, self.labels, "images")
 
-    def batch(
-        self,
-        indices: np.ndarray,
-        image_size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
-    ) -> torch.Tensor:
-        """The images at ``indices`` as a normalised float batch (B, 3, size, size).
-
-        Grey images are repeated over three channels; the whole image is resized to
-        size x size, bilinear with antialiasing (no crop).
-        """
+    def pixels(self, indices: np.ndarray, image_size: int) -> torch.Tensor:
+        """Grey images are repeated over three channels; the whole image is resized to
+        size x size, bilinear with antialiasing (no crop)."""
         pixels = torch.from_numpy(self.images[indices]).float().div_(255.0)
         if pixels.ndim == 3:
             pixels = pixels.unsqueeze(1).expand(-1, 3, -1, -1)
@@ -81,7 +61,7 @@ class ArrayImageSet(ImageSet):
             pixels = F.interpolate(
                 pixels, size=(image_size, image_size), mode="bilinear", antialias=True
             )
-        return _normalise(pixels, mean, std)
+        return pixels
 
 
 def eval_resize_size(image_size: int) -> int:
@@ -96,6 +76,10 @@ def decode_eval_image(path: str, image_size: int) -> np.ndarray:
     ``ImageFolder`` loader does. Resize and crop are torchvision's own functions on the PIL
     image, i.e. exactly ``Resize(round(S*256/224)) + CenterCrop(S)`` of the official code.
     """
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
     with Image.open(path) as image:
         rgb = image.convert("RGB")
     rgb = TF.resize(
@@ -120,18 +104,10 @@ class FileImageSet(ImageSet):
     num_classes: int
 
     def __post_init__(self) -> None:
-        if len(self.paths) != len(self.labels):
-            raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels")
+        check_rows(self.paths, self.labels, "paths")
 
-    def batch(
-        self,
-        indices: np.ndarray,
-        image_size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
-    ) -> torch.Tensor:
-        """The files at ``indices`` decoded, resized (shorter side), centre-cropped and
-        normalised: a float batch (B, 3, size, size) in the order of ``indices``."""
+    def pixels(self, indices: np.ndarray, image_size: int) -> torch.Tensor:
+        """The files at ``indices`` decoded, resized (shorter side) and centre-cropped."""
         paths = [self.paths[row] for row in np.asarray(indices).reshape(-1).tolist()]
         if not paths:
             return torch.empty(0, 3, image_size, image_size)
@@ -144,5 +120,4 @@ class FileImageSet(ImageSet):
         else:
             with ThreadPoolExecutor(max_workers=threads) as executor:
                 arrays = list(executor.map(decode, paths))
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        return _normalise(pixels, mean, std)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -4,7 +4,8 @@ Pool = ``trainval`` (3,680 images), test = ``test`` (3,669), 37 breeds, as in th
 code (``notes/official-code.md`` section 4; it always downloads, here only with
 ``download``). On disk: ``<root>/oxford-iiit-pet/images/<Breed>_<n>.jpg`` and
 ``annotations/{trainval,test}.txt``, lines ``<image> <class id 1..37> <species> <breed id>``.
-Rows follow the annotation files; labels are the class ids minus one.
+Rows follow the annotation files; labels are the class ids minus one. torchvision is imported
+when Pets is read.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torchvision
-from torchvision.datasets import OxfordIIITPet
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset
 from asvp.data.folder import LabelledFiles, files_split
@@ -24,6 +23,8 @@ SPLITS = ("trainval", "test")
 
 
 def _remedy(root: Path) -> str:
+    from torchvision.datasets import OxfordIIITPet
+
     urls = " and ".join(url for url, _ in OxfordIIITPet._RESOURCES)
     return (
         f"set download: true in the grid (download=True), or download {urls} and extract both "
@@ -42,6 +43,9 @@ def _scan(root: str, split: str) -> LabelledFiles:
 
     torchvision 0.28 keeps them in the private attributes ``_images`` and ``_labels``.
     """
+    import torchvision
+    from torchvision.datasets import OxfordIIITPet
+
     dataset = OxfordIIITPet(root, split=split, target_types="category")
     if not hasattr(dataset, "_images") or not hasattr(dataset, "_labels"):
         raise RuntimeError(
@@ -74,6 +78,8 @@ def load_pets(root: Path, download: bool) -> Split:
             raise DatasetNotFoundError(
                 "pets", folder, _remedy(root), "missing " + ", ".join(missing)
             )
+        from torchvision.datasets import OxfordIIITPet
+
         try:
             OxfordIIITPet(str(root), split="test", download=True)
         except OSError as error:  # urllib's URLError included

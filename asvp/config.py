@@ -1,7 +1,8 @@
 """The method's settings, as typed dataclasses with their defaults.
 
-The harness (``benchmark/grid.py``) derives the grid file's schema for these sections from the
-fields below, so each setting and its default is written once. Defaults follow the official
+The harness (``benchmark/grid/``) derives the grid file's schema for these sections from the
+fields below (:func:`asvp.options.declared_options`), so each setting, its type, its allowed
+range and its default is written once. Defaults follow the official
 ImageNet scripts where they exist (``../shared/notes/official-code.md`` section 6); grid files
 override them per experiment.
 """
@@ -9,6 +10,22 @@ override them per experiment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from asvp.options import Increasing, Range
+
+Count = Annotated[int, Range(ge=1)]
+"""A number of items, epochs or labels: an integer >= 1."""
+Rate = Annotated[float, Range(gt=0)]
+"""A learning rate: a number > 0."""
+Decay = Annotated[float, Range(ge=0)]
+"""A weight decay: a number >= 0."""
+Momentum = Annotated[float, Range(ge=0, lt=1)]
+"""SGD momentum: a number in [0, 1)."""
+Milestones = Annotated[tuple[int, ...], Range(ge=1), Increasing()]
+"""Epochs or label counts in strictly increasing order, each >= 1."""
+TriggerRule = Literal["logme", "ped", "schedule", "never", "every"]
+"""The feature-update rules of :mod:`asvp.trigger` (``DESIGN.md``, "Indicator rules")."""
 
 
 @dataclass(frozen=True)
@@ -20,14 +37,14 @@ class FineTuneConfig:
     weight decay 1e-4, milestones 30 and 40, batch 128.
     """
 
-    epochs: int = 50
-    batch_size: int = 128
-    lr_backbone: float = 0.01
-    lr_head: float = 0.1
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    milestones: tuple[int, ...] = (30, 40)
-    eval_batch_size: int = 512
+    epochs: Count = 50
+    batch_size: Count = 128
+    lr_backbone: Rate = 0.01
+    lr_head: Rate = 0.1
+    weight_decay: Decay = 1e-4
+    momentum: Momentum = 0.9
+    milestones: Milestones = (30, 40)
+    eval_batch_size: Count = 512
 
 
 @dataclass(frozen=True)
@@ -39,11 +56,11 @@ class LinearProbeConfig:
     augmentation is used, and much cheaper). Cosine schedule as the proxy.
     """
 
-    epochs: int = 10
-    lr: float = 0.5
-    batch_size: int = 256
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    epochs: Count = 10
+    lr: Rate = 0.5
+    batch_size: Count = 256
+    weight_decay: Decay = 0.0
+    momentum: Momentum = 0.9
 
 
 @dataclass(frozen=True)
@@ -55,13 +72,13 @@ class ProxyConfig:
     to the feature width (2048 -> 2048 -> C on ImageNet).
     """
 
-    hidden: int | None = None
-    epochs: int = 50
-    batch_size: int = 2048
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    score_batch_size: int = 4096
+    hidden: Count | None = None
+    epochs: Count = 50
+    batch_size: Count = 2048
+    lr: Rate = 0.1
+    momentum: Momentum = 0.9
+    weight_decay: Decay = 0.0
+    score_batch_size: Count = 4096
 
 
 @dataclass(frozen=True)
@@ -77,11 +94,11 @@ class TriggerConfig:
     reading of it.
     """
 
-    rule: str = "logme"
-    fraction: float = 0.9
+    rule: TriggerRule = "logme"
+    fraction: Annotated[float, Range(gt=0, le=1)] = 0.9
     threshold: float | None = None
-    at_labels: tuple[int, ...] = ()
-    max_updates: int | None = None
+    at_labels: Milestones = ()
+    max_updates: Annotated[int, Range(ge=0)] | None = None
     ped: dict[str, float] = field(default_factory=dict)
 
 

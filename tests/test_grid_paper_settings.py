@@ -1,8 +1,10 @@
 """Grid keys of paper-scale grids: data root, backbone checkpoints, per-dataset settings and
-SLURM resources, full-data cells and replayed orders (benchmark/grid.py)."""
+SLURM resources, full-data cells and replayed orders (benchmark/grid/), and the preflight's
+checks of their data."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from benchmark.grid import GridError, expand_cells, load_grid
 from benchmark.launch import SlurmExecutor
+from benchmark.preflight import preflight
 
 BASE = textwrap.dedent(
     """\
@@ -94,14 +97,31 @@ def test_a_replayed_order_is_keyed_by_its_content_and_labelled_by_the_grid(tmp_p
     assert expand_cells(load_grid(path))[2].run_key != replay.run_key
 
 
-def test_a_replayed_order_that_does_not_fit_is_refused(tmp_path):
+def _preflight_problems(path: Path) -> list[str]:
+    """The preflight's problems for the grid at ``path`` (debug executor, a local store)."""
+    grid = load_grid(path)
+    settings = dataclasses.replace(grid.executor, kind="debug")
+    uri = f"sqlite:///{path.parent / 'mlflow.db'}"
+    return [str(problem) for problem in preflight(grid, settings, uri, True).problems]
+
+
+def test_a_replayed_order_that_does_not_fit_is_refused_by_the_preflight(tmp_path):
+    """The grid checker reads no file; the preflight reads the order and refuses it."""
     order = tmp_path / "alidx.npy"
     np.save(order, np.arange(25, dtype=np.int64))
     strategies = f"[random, {{name: replay, options: {{order: {order}}}}}]"
-    with pytest.raises(GridError, match="at least 30 entries"):
-        load_grid(_grid(tmp_path, strategies=strategies))
+    path = _grid(tmp_path, strategies=strategies)
+    assert any("fewer than the last budget" in p for p in _preflight_problems(path))
     np.save(order, np.array([0, 1, 1] + list(range(2, 40)), dtype=np.int64))
-    with pytest.raises(GridError, match="appears more than once"):
-        load_grid(_grid(tmp_path, strategies=strategies))
-    with pytest.raises(GridError, match="needs the option"):
+    assert any("appears more than once" in p for p in _preflight_problems(path))
+    missing = r"strategies\[1\]\.order: got '<missing>'; expected .*required"
+    with pytest.raises(GridError, match=missing):
         load_grid(_grid(tmp_path, strategies="[random, replay]"))
+
+
+def test_a_budget_beyond_the_pool_is_refused_by_the_preflight(tmp_path):
+    path = _grid(tmp_path)
+    path.write_text(path.read_text().replace("budgets: [10, 20, 30]", "budgets: [10, 20, 300]"))
+    assert load_grid(path).datasets[0].budgets == (10, 20, 300)  # the grid checker reads no data
+    problems = _preflight_problems(path)
+    assert any("last budget 300 exceeds its pool of 200 images" in p for p in problems), problems

@@ -1,0 +1,139 @@
+"""Run identity: what determines a cell's results, and its run key.
+
+A cell's run key hashes the resolved scientific config (defaults filled in, sections its
+pipeline does not use left out) and :data:`RESULTS_VERSION` (``DESIGN.md``, "Run identity,
+tracking, resume"). Executor settings, resources, paths and the tracking URI are not part of
+it. Files are identified by what they are, not where they are. The helpers below make values
+JSON-ready and canonical, so that the same config always gives the same key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from asvp.config import CellConfig
+from asvp.hashing import file_sha256
+
+# Bump when a code change alters results: it changes every run key, so `run` re-runs every cell
+# instead of skipping cells whose finished runs were made by the old code.
+RESULTS_VERSION: int = 2  # 2: ASVP's re-extracted features are float16, as the stored ones
+
+
+def strategy_label(name: str, options: dict[str, Any]) -> str:
+    """``name``, or ``name[key=value,...]`` (keys sorted, values as JSON) when options are set."""
+    if not options:
+        return name
+    inner = ",".join(f"{k}={canonical_json(v)}" for k, v in sorted(options.items()))
+    return f"{name}[{inner}]"
+
+
+def scientific_config(config: CellConfig) -> dict[str, Any]:
+    """The resolved settings that determine a cell's results, as JSON-ready data.
+
+    Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
+    seed, budgets and finetune; plus linear_probe when the train method is ``lpft`` or ``auto``,
+    proxy for ``svpp`` and ``asvp``, trigger for ``asvp`` only; strategy_options when given;
+    discrepancy_analysis for ``svpp`` and ``asvp``; backbone_options when given. Sections a cell
+    does not use are left out, so that changing them does not change its run key.
+
+    Files are identified by what they are, not where they are: the backbone's checkpoint by its
+    file name (its SHA-256 is a tag of the run and part of every feature-store key; hashing
+    gigabytes for every ``status`` would be slow), the replayed order and CIFAR-10-LT's
+    ``kept_indices_file`` by their content's SHA-256.
+    The data root and ``download`` are not part of it.
+    """
+    resolved: dict[str, Any] = {
+        "dataset": config.dataset,
+        "dataset_options": _named_by_content(config.dataset_options, "kept_indices_file"),
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "pipeline": config.pipeline,
+        "strategy": config.strategy,
+        "train_method": config.train_method,
+        "seed": config.seed,
+        "budgets": config.budgets,
+        "finetune": dataclasses.asdict(config.finetune),
+    }
+    if config.train_method in ("lpft", "auto"):
+        resolved["linear_probe"] = dataclasses.asdict(config.linear_probe)
+    if config.backbone_options:
+        resolved["backbone_options"] = _named_by_file_name(config.backbone_options, "checkpoint")
+    if config.strategy_options:
+        resolved["strategy_options"] = _named_by_content(config.strategy_options, "order")
+    if config.pipeline in ("svpp", "asvp"):
+        resolved["proxy"] = dataclasses.asdict(config.proxy)
+        resolved["discrepancy_analysis"] = config.discrepancy_analysis
+    if config.pipeline == "asvp":
+        resolved["trigger"] = dataclasses.asdict(config.trigger)
+    return json_ready(resolved)
+
+
+def _named_by_file_name(options: dict[str, Any], name: str) -> dict[str, Any]:
+    if not isinstance(options.get(name), str):
+        return options
+    return {**options, name: Path(options[name]).name}
+
+
+def _named_by_content(options: dict[str, Any], name: str) -> dict[str, Any]:
+    if not isinstance(options.get(name), str):
+        return options
+    path = Path(options[name]).resolve()
+    if not path.is_file():
+        return {**options, name: "missing"}
+    status = path.stat()
+    return {**options, name: f"sha256:{_sha256(str(path), status.st_mtime_ns, status.st_size)}"}
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, modified_ns: int, size: int) -> str:
+    """A file's SHA-256, cached per version of the file (path, modification time, size)."""
+    return file_sha256(path)
+
+
+def run_key(config: CellConfig) -> str:
+    """The cell's run key: 16 hex digits of the SHA-256 of the canonical JSON of
+    ``{"results_version": RESULTS_VERSION, "config": scientific_config(config)}``."""
+    payload = {"results_version": RESULTS_VERSION, "config": scientific_config(config)}
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()[:16]
+
+
+def is_json_like(value: Any) -> bool:
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(is_json_like(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_json_like(v) for k, v in value.items())
+    return False
+
+
+def json_ready(value: Any) -> Any:
+    """A deep copy with tuples as lists and ``str`` subclasses as plain strings."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def flatten(value: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
+    for name, item in value.items():
+        key = f"{prefix}{name}"
+        if isinstance(item, dict) and item:
+            flatten(item, f"{key}.", out)
+        else:
+            out[key] = item if isinstance(item, str) else json.dumps(item, sort_keys=True)

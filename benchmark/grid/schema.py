@@ -1,0 +1,295 @@
+"""The grid file's schema: its keys, their types, ranges and defaults, as dataclasses.
+
+A grid file (``experiments/*.yaml``) names datasets with their budget schedules, one backbone,
+seeds, strategies and pipelines, plus the method's settings. :func:`load_grid` reads and
+validates it into a :class:`Grid` (:mod:`benchmark.grid.load`); :func:`expand_cells` turns a
+grid into cells (:mod:`benchmark.grid.cells`), each with its :class:`asvp.config.CellConfig`,
+run key (:mod:`benchmark.grid.identity`) and MLflow run name. The example grid below shows
+every key::
+
+    name: demo                       # required; MLflow experiment name; [A-Za-z0-9_.-]+
+    description: "..."               # optional string
+    datasets:                        # required, non-empty; each name at most once
+      - name: mnist5k                # one of asvp.data.available_datasets()
+        options: {test_size: 500}    # optional; keyword arguments of the dataset's loader
+        budgets: [20, 40, 60]        # cumulative label counts, strictly increasing, <= pool size
+        executor: {mem_gb: 32}       # optional; this dataset's own executor (SLURM) settings
+        backbone: {name: resnet18_cifar_simsiam, options: {checkpoint: FILE}}  # optional
+        image_size: 32               # optional; this dataset's own image size
+        finetune: {epochs: 130}      # optional; fields of finetune, linear_probe and proxy
+                                     # set for this dataset (merged over the grid's sections)
+    backbone: efficientnet_lite0     # one of asvp.models.backbones.available_backbones(), or
+                                     # {name: resnet50_byol_eman, options: {checkpoint: FILE}}
+    image_size: 48                   # default 224
+    data_root: ${ASVP_DATA:-data}    # datasets' root folder (default data); not in run keys
+    download: false                  # let torchvision download missing datasets
+    full_data: false                 # add a full-data cell (FT on the whole pool) per seed
+    keep_updated_features: false     # keep ASVP's re-extracted features after a cell ends
+    seeds: [0, 1]                    # distinct integers >= 0
+    strategies:                      # must contain "random" (the baseline of every ratio)
+      - random
+      - margin
+      - {name: badge, options: {candidates: 5000}}   # keyword options of the strategy
+      - {name: replay, label: official, options: {order: alidx.npy}}  # label: its table name
+    pipelines:                       # standard: ft | lpft; svpp: ft | lpft; asvp: ft | lpft | auto
+      - {pipeline: svpp, train_method: lpft}
+      - {pipeline: asvp, train_method: auto, trigger: {rule: ped}, strategies: [margin]}
+    baseline: {train_method: ft}     # the random baseline's evaluation fine-tune; default ft
+    finetune: {epochs: 15}           # fields of asvp.config.FineTuneConfig
+    linear_probe: {}                 # LinearProbeConfig
+    proxy: {}                        # ProxyConfig
+    trigger: {rule: logme}           # TriggerConfig
+    discrepancy_analysis: true       # svpp/asvp: also log the fine-tuned model's picks
+    costs: {label_price: 0.05, reviews_per_label: 1, device_hour: {cpu: 0.1}, note: "..."}
+    executor:                        # how cells run; never part of a run key
+      kind: local                    # local | debug | slurm
+      max_parallel: null             # local: cells at once (null: CPU cores)
+      partition: gpu                 # slurm: sbatch --partition (null: the cluster's default)
+      account: null                  # slurm: --account
+      qos: null                      # slurm: --qos
+      constraint: null               # slurm: --constraint, e.g. "a100|h100"
+      gpus_per_node: 1               # slurm: --gpus-per-node (null: none requested)
+      cpus_per_task: 8               # slurm: --cpus-per-task (also the cell's torch threads)
+      mem_gb: 64                     # slurm: --mem (null: the partition's default)
+      time_min: 240                  # slurm: --time; a job near it is requeued and resumes
+      array_parallelism: 64          # slurm: tasks of the job array running at once
+      max_requeues: 3                # slurm: timeouts that requeue (preemptions always do)
+      signal_delay_s: 120            # slurm: USR2 this long before the time limit
+      setup: ["module load cuda"]    # slurm: shell lines run before each job
+      sbatch: {exclude: node07}      # slurm: any other sbatch option (name without --)
+    tracking:
+      uri: null                      # null: MLflow's default (sqlite:///mlflow.db)
+      allow_sqlite: false            # slurm: accept a SQLite URI (one node only)
+    feature_store: .asvp/features    # relative paths are relative to the working directory
+    state_dir: .asvp/state           # round checkpoints and logs: <state_dir>/<name>/; shared
+                                     # storage on a cluster
+
+Decisions written down here (``DESIGN.md`` leaves them open):
+
+- The schema of ``finetune``, ``linear_probe``, ``proxy`` and ``trigger`` is the dataclasses of
+  :mod:`asvp.config` (field names, annotated types with their ranges, defaults), that of
+  ``costs``, ``baseline`` and ``tracking`` the dataclasses below, and that of ``executor``
+  :class:`benchmark.executors.settings.ExecutorSettings`, so no key, range or default is
+  written twice (:mod:`asvp.options` reads them).
+- A dataset name may appear once per grid and a pipeline label once, so that run names are
+  unique within a grid. A strategy may appear more than once with different options: its
+  label (``badge`` or ``badge[candidates=5000]``) names it in run names and tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
+from asvp.options import Range
+from asvp.pipelines import PIPELINE_TRAIN_METHODS
+from benchmark.executors.settings import EXECUTOR_KINDS, ExecutorSettings
+from benchmark.grid.identity import strategy_label
+
+__all__ = [
+    "ALL",
+    "EXECUTOR_KINDS",
+    "FULL_DATA",
+    "GRID_PIPELINES",
+    "RANDOM",
+    "BaselineSettings",
+    "Costs",
+    "DatasetSpec",
+    "ExecutorSettings",
+    "Grid",
+    "PipelineSpec",
+    "StrategySpec",
+    "TrackingSettings",
+]
+
+RANDOM = "random"
+
+FULL_DATA = "full"
+
+ALL = "all"
+
+GRID_PIPELINES: dict[str, tuple[str, ...]] = {
+    name: methods
+    for name, methods in PIPELINE_TRAIN_METHODS.items()
+    if name not in (RANDOM, FULL_DATA)
+}
+
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "datasets",
+    "backbone",
+    "image_size",
+    "seeds",
+    "strategies",
+    "pipelines",
+    "baseline",
+    "finetune",
+    "linear_probe",
+    "proxy",
+    "trigger",
+    "costs",
+    "executor",
+    "tracking",
+    "feature_store",
+    "state_dir",
+    "discrepancy_analysis",
+    "data_root",
+    "download",
+    "keep_updated_features",
+    "full_data",
+)
+
+ImageSize = Annotated[int, Range(ge=1)]
+"""An input size in pixels (``image_size``, for the grid or one dataset)."""
+
+#: What a grid name may hold (it is an MLflow experiment name).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Prices for the total-cost tables (``DESIGN.md``, "Metrics and costs"); printed with them.
+
+    ``label_price`` is USD per label per review, ``device_hour`` maps a device kind (as tagged on
+    runs, e.g. ``cpu``, ``gpu``) to USD per device-hour.
+    """
+
+    label_price: Annotated[float, Range(ge=0)] = 0.0
+    reviews_per_label: Annotated[int, Range(ge=1)] = 1
+    device_hour: dict[str, Annotated[float, Range(ge=0)]] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """The random baseline's evaluation fine-tune (``baseline:``): its train method."""
+
+    train_method: str = "ft"
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where runs are recorded. ``allow_sqlite``: let the slurm executor use a SQLite URI
+    (safe only when every job runs on the machine holding the file)."""
+
+    uri: str | None = None
+    allow_sqlite: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a grid: registry name, loader options and cumulative label budgets, and
+    what it sets for itself over the grid's values: ``backbone`` (name and options),
+    ``image_size``, the fields of ``finetune``, ``linear_probe`` and ``proxy`` it overrides
+    (``sections``) and its executor settings (its SLURM resources)."""
+
+    name: str
+    options: dict[str, Any]
+    budgets: tuple[int, ...]
+    executor: dict[str, Any] = field(default_factory=dict)
+    backbone: tuple[str, dict[str, Any]] | None = None
+    image_size: int | None = None
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One strategy of a grid: registry name and keyword options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    given_label: str | None = None  # the grid's ``label:``, for long options (replay's file)
+
+    @property
+    def label(self) -> str:
+        return self.given_label or strategy_label(self.name, self.options)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One pipeline entry of a grid: ``standard``, ``svpp`` or ``asvp`` with its train method,
+    the trigger fields it overrides (asvp), and the strategy labels it is restricted to (None:
+    all of the grid's)."""
+
+    pipeline: str
+    train_method: str
+    trigger_overrides: dict[str, Any] = field(default_factory=dict)
+    strategies: tuple[str, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        return strategy_label(f"{self.pipeline}-{self.train_method}", self.trigger_overrides)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid file (see the module docstring for the keys)."""
+
+    name: str
+    description: str
+    path: Path
+    datasets: list[DatasetSpec]
+    backbone: str
+    backbone_options: dict[str, Any]
+    image_size: int
+    seeds: list[int]
+    strategies: list[StrategySpec]
+    pipelines: list[PipelineSpec]
+    baseline_train_method: str
+    finetune: FineTuneConfig
+    linear_probe: LinearProbeConfig
+    proxy: ProxyConfig
+    trigger: TriggerConfig
+    costs: Costs
+    executor: ExecutorSettings
+    tracking: TrackingSettings
+    feature_store: str
+    state_dir: str = ".asvp/state"
+    discrepancy_analysis: bool = True
+    data_root: str = "data"
+    download: bool = False
+    keep_updated_features: bool = False
+    full_data: bool = False
+
+    @property
+    def tracking_uri(self) -> str | None:
+        return self.tracking.uri
+
+    def backbones(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every backbone the grid's cells use (name and options), the grid's own first."""
+        used = [(self.backbone, self.backbone_options)]
+        for spec in self.datasets:
+            if spec.backbone is not None and spec.backbone not in used:
+                used.append(spec.backbone)
+        return used
+
+    def executor_for(self, dataset: str, settings: ExecutorSettings) -> ExecutorSettings:
+        """``settings`` with the dataset's own executor overrides (its SLURM resources)."""
+        spec = next(spec for spec in self.datasets if spec.name == dataset)
+        return dataclasses.replace(settings, **spec.executor)
+
+    @property
+    def cell_state_dir(self) -> Path:
+        """This grid's round checkpoints and logs: ``<state_dir>/<name>``."""
+        return Path(self.state_dir) / self.name
+
+
+# What a dataset entry may set for itself; the sections are merged over the grid's.
+DATASET_SECTIONS: dict[str, type] = {
+    "finetune": FineTuneConfig,
+    "linear_probe": LinearProbeConfig,
+    "proxy": ProxyConfig,
+}
+DATASET_KEYS = ("name", "options", "budgets", "executor", "backbone", "image_size")
+DATASET_KEYS += tuple(DATASET_SECTIONS)
+
+# The executor settings a dataset may set for its own cells (its SLURM resources).
+DATASET_EXECUTOR_KEYS = (
+    "partition", "account", "qos", "constraint", "gpus_per_node", "cpus_per_task", "mem_gb",
+    "time_min", "max_requeues", "signal_delay_s", "setup", "sbatch",
+)  # fmt: skip

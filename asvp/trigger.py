@@ -10,13 +10,14 @@ public: these rules are this project's reading of it.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from asvp.config import TriggerConfig
+from asvp.config import TriggerConfig, TriggerRule
 from asvp.logme import logme
 from asvp.ped import PED_DEFAULTS, PedSettings, check_ped_settings, ped, ped_features
 
@@ -33,7 +34,7 @@ __all__ = [
     "ped_features",
 ]
 
-TRIGGER_RULES = ("logme", "ped", "schedule", "never", "every")
+TRIGGER_RULES: tuple[str, ...] = typing.get_args(TriggerRule)
 SUBSAMPLE_REPEATS = 8
 
 

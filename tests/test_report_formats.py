@@ -78,7 +78,7 @@ def test_latex_table_is_booktabs_with_one_row_per_table_row(summaries):
 
 
 def test_write_report_writes_csv_markdown_and_latex(tmp_path, summaries):
-    grid = load_grid_text(tmp_path, check_data=False)
+    grid = load_grid_text(tmp_path)
     markdown = write_report(grid, table2(summaries), tmp_path / "out")
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["table2.csv", "table2.md", "table2.tex"]
@@ -90,10 +90,10 @@ def test_write_report_writes_csv_markdown_and_latex(tmp_path, summaries):
     assert {"SSR", "total cost (USD)", "AUBC", "cost saving vs random"} <= set(csv.columns)
 
 
-def load_grid_text(tmp_path, check_data: bool = True):
+def load_grid_text(tmp_path):
     path = tmp_path / "formats.yaml"
     path.write_text(GRID)
-    return load_grid(path, check_data=check_data)
+    return load_grid(path)
 
 
 def test_costs_split_into_labelling_and_training(summaries):

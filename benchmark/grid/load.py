@@ -49,7 +49,7 @@ from benchmark.grid.source import read_yaml
 __all__ = ["check_trigger", "load_grid", "resolve_tracking_uri"]
 
 
-def load_grid(path: str | os.PathLike[str], *, check_data: bool = False) -> Grid:  # TRANSITION
+def load_grid(path: str | os.PathLike[str]) -> Grid:
     """Read and validate the grid file at ``path``.
 
     Every problem found is reported at once in one :class:`GridError` (one line each). No data,

@@ -20,33 +20,27 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow.tracking import MlflowClient
+# Light on purpose: the parser answers `--help` at once; each command imports what it needs.
+from benchmark.executors.base import CELL_STATES, EXECUTOR_KINDS
 
-from benchmark.grid import (
-    EXECUTOR_KINDS,
-    Cell,
-    Grid,
-    GridError,
-    expand_cells,
-    load_grid,
-    resolve_tracking_uri,
-)
-from benchmark.launch import (
-    CellJob,
-    Executor,
-    Submission,
-    make_executor,
-    prepare_jobs,
-    submission_lock,
-)
-from benchmark.status import STATES, CellStatus, cell_statuses, count_states, wait_until_done
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.executors.base import Executor, Submission
+    from benchmark.executors.job import CellJob
+    from benchmark.grid import Cell, Grid
+    from benchmark.status import CellStatus
 
 
-def _load(path: str, check_data: bool = True) -> Grid:
+def _load(path: str) -> Grid:
+    """The grid file at ``path``, checked without reading any data (that is the preflight's
+    job); exits with status 2 and every problem if it is invalid."""
+    from benchmark.grid import GridError, load_grid
+
     try:
-        return load_grid(path, check_data=check_data)
+        return load_grid(path)
     except GridError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from error
@@ -55,6 +49,10 @@ def _load(path: str, check_data: bool = True) -> Grid:
 def _apply_tracking(grid: Grid, cli_uri: str | None) -> str:
     """Point MLflow (this process and the jobs it starts) at the resolved store; returns its
     URI (MLflow's default made absolute, so that jobs elsewhere find the same file)."""
+    import mlflow
+
+    from benchmark.grid import resolve_tracking_uri
+
     uri = resolve_tracking_uri(grid, cli_uri)
     if uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -63,6 +61,8 @@ def _apply_tracking(grid: Grid, cli_uri: str | None) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from benchmark.grid import expand_cells
+
     grid = _load(args.grid)
     cells = expand_cells(grid)
     print(f"{args.grid}: valid grid {grid.name!r}, {len(cells)} cells")
@@ -100,18 +100,18 @@ def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
 
 
 def _statuses(client: MlflowClient, grid: Grid, args: argparse.Namespace) -> list[CellStatus]:
+    from benchmark.grid import expand_cells
+    from benchmark.status import cell_statuses
+
     statuses = cell_statuses(client, grid, _select_cells(expand_cells(grid), args))
     return [s for s in statuses if not args.state or s.state in args.state]
 
 
-def _passes_preflight(args: argparse.Namespace) -> bool:
-    """Run the preflight (:mod:`benchmark.preflight`) and print what it found; False if
-    anything is missing."""
+def _passes_preflight(args: argparse.Namespace, grid: Grid, uri: str, started: float) -> bool:
+    """Run the preflight (:mod:`benchmark.preflight`: the one place the grid's data is read)
+    and print what it found; False if anything is missing."""
     from benchmark.preflight import preflight, with_kind
 
-    started = time.perf_counter()
-    grid = _load(args.grid, check_data=False)
-    uri = _apply_tracking(grid, args.tracking_uri)
     settings = with_kind(grid.executor, args.executor)
     found = preflight(grid, settings, uri, grid.tracking.allow_sqlite)
     elapsed = time.perf_counter() - started
@@ -131,14 +131,24 @@ def _passes_preflight(args: argparse.Namespace) -> bool:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    return 0 if _passes_preflight(args) else 2
+    started = time.perf_counter()
+    grid = _load(args.grid)
+    uri = _apply_tracking(grid, args.tracking_uri)
+    return 0 if _passes_preflight(args, grid, uri, started) else 2
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not _passes_preflight(args):
-        return 2
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.executors.job import submission_lock
+    from benchmark.executors.registry import make_executor
+    from benchmark.status import wait_until_done
+
+    started = time.perf_counter()
     grid = _load(args.grid)
     uri = _apply_tracking(grid, args.tracking_uri)
+    if not _passes_preflight(args, grid, uri, started):
+        return 2
     kind = args.executor or grid.executor.kind
     settings = grid.executor
     if args.max_parallel:
@@ -153,9 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             _describe(statuses, todo)
             return 0
         jobs = _prepare(client, grid, executor, todo, uri, args.force)
-        if kind == "slurm":
-            submissions = _submit_to_slurm(executor, client, jobs)
-    if kind != "slurm":
+        if executor.scheduler:
+            submissions = _submit_to_scheduler(executor, client, jobs)
+    if not executor.scheduler:
         return _run_here(executor, client, jobs, started)
     followed = [s.cell for s in submissions] + [s.cell for s in statuses if s.live]
     if not args.wait or not followed:
@@ -199,19 +209,25 @@ def _prepare(
     force: bool,
 ) -> list[CellJob]:
     """Open (or reuse) each chosen cell's run and build its job."""
+    from benchmark.executors.job import prepare_jobs
+
     if not todo:
         return []
     cells = [(status.cell, status.run) for status in todo]
     return prepare_jobs(client, grid, cells, uri, force, executor.threads(len(todo)))
 
 
-def _submit_to_slurm(
+def _submit_to_scheduler(
     executor: Executor, client: MlflowClient, jobs: list[CellJob]
 ) -> list[Submission]:
+    """A queueing executor (slurm): queue the jobs and say where they went."""
     if not jobs:
         return []
     submissions = executor.submit(client, jobs, lambda submission: None)
-    print(f"submitted {len(submissions)} cells to SLURM: jobs {_job_range(submissions)}")
+    print(
+        f"submitted {len(submissions)} cells to {executor.scheduler}: "
+        f"jobs {_job_range(submissions)}"
+    )
     print(f"logs: {Path(submissions[0].log_path).parent.parent}")
     return submissions
 
@@ -258,6 +274,10 @@ def _change_printer(started: float):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.status import count_states
+
     grid = _load(args.grid)
     _apply_tracking(grid, args.tracking_uri)
     statuses = _statuses(MlflowClient(), grid, args)
@@ -274,9 +294,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
     from benchmark.report import make_report
 
-    grid = _load(args.grid, check_data=False)  # reads MLflow only: no data needed here
+    grid = _load(args.grid)  # reads MLflow only: no data needed here
     _apply_tracking(grid, args.tracking_uri)
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
     published = Path(args.published) if args.published else None
@@ -294,7 +316,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     filters.add_argument("--strategy", action="append", help="name or label, e.g. badge")
     filters.add_argument("--pipeline", action="append", help="svpp, svpp-lpft, asvp-auto, ...")
     filters.add_argument("--seed", action="append", type=int)
-    filters.add_argument("--state", action="append", choices=STATES)
+    filters.add_argument("--state", action="append", choices=CELL_STATES)
 
 
 def cmd_mlflow_server(args: argparse.Namespace) -> int:

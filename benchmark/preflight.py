@@ -6,8 +6,9 @@ on the submitting machine and within seconds when something is absent: every dat
 from the grid's ``data_root``, so its files and options are checked, and its pool must fit the
 last budget), the backbone (its checkpoint file is read and mapped strictly onto the network,
 so a file in the wrong format is caught here too), replayed order files, the tracking URI
-(reachable; no SQLite file for SLURM unless allowed) and the executor (SLURM's ``sbatch`` on
-this machine, the partition known to it). Each problem names the missing item, the resolved
+(reachable) and what the executor itself needs (:meth:`Executor.tracking_problems`,
+:meth:`Executor.problems`: for SLURM no SQLite file unless allowed, ``sbatch`` on this machine,
+the partitions known to it). This is the one place a grid's data is read before a run. Each problem names the missing item, the resolved
 path where it was looked for, and what to download or configure. ``asvp-bench run`` (and so
 ``make replicate-table2``) stops with all of them and submits nothing.
 """
@@ -15,32 +16,23 @@ path where it was looked for, and what to download or configure. ``asvp-bench ru
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from asvp.data import DatasetNotFoundError, load_dataset
 from asvp.models.backbones import CheckpointFormatError, CheckpointNotFoundError, load_backbone
 from asvp.strategies.replay import REPLAY, replayed_order
-from benchmark.grid import ExecutorSettings, Grid
-from benchmark.launch import LaunchError, check_tracking
+from benchmark.executors.base import Problem
+from benchmark.executors.registry import make_executor
 
+if TYPE_CHECKING:
+    from benchmark.executors.settings import ExecutorSettings
+    from benchmark.grid import Grid
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing missing or wrong: what, where it was looked for, and what to do."""
-
-    item: str
-    where: str
-    remedy: str
-
-    def __str__(self) -> str:
-        return f"{self.item}\n      looked at: {self.where}\n      to fix: {self.remedy}"
+__all__ = ["PreflightReport", "Problem", "preflight", "with_kind"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +46,15 @@ class PreflightReport:
 def preflight(
     grid: Grid, executor: ExecutorSettings, tracking_uri: str, allow_sqlite: bool
 ) -> PreflightReport:
-    """Check data, checkpoint, order files, tracking and executor for ``grid``."""
+    """Check data, checkpoint, order files, tracking and executor for ``grid``; what the
+    executor needs (its tracking store, its scheduler) is the executor's to say."""
+    runner = make_executor(executor.kind, grid, executor)
     problems = _data_problems(grid) + _backbone_problems(grid) + _order_problems(grid)
-    problems += _tracking_problems(executor.kind, tracking_uri, allow_sqlite)
-    problems += _executor_problems(grid, executor)
-    return PreflightReport(problems, _notes(grid, executor))
+    problems += runner.tracking_problems(tracking_uri, allow_sqlite) or _server_problems(
+        tracking_uri
+    )
+    problems += runner.problems()
+    return PreflightReport(problems, runner.notes())
 
 
 def _data_problems(grid: Grid) -> list[Problem]:
@@ -135,11 +131,8 @@ def _order_problems(grid: Grid) -> list[Problem]:
     return problems
 
 
-def _tracking_problems(kind: str, uri: str, allow_sqlite: bool) -> list[Problem]:
-    try:
-        check_tracking(kind, uri, allow_sqlite)
-    except LaunchError as error:
-        return [Problem("tracking URI", uri, str(error))]
+def _server_problems(uri: str) -> list[Problem]:
+    """An MLflow server named by ``uri`` answers its health check (other stores: nothing)."""
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
@@ -153,49 +146,6 @@ def _tracking_problems(kind: str, uri: str, allow_sqlite: bool) -> list[Problem]
         )
         return [Problem("MLflow tracking server not reachable", uri, remedy)]
     return []
-
-
-def _executor_problems(grid: Grid, executor: ExecutorSettings) -> list[Problem]:
-    if executor.kind != "slurm":
-        return []
-    if shutil.which("sbatch") is None:
-        return [
-            Problem(
-                "SLURM's sbatch is not on this machine's PATH",
-                "PATH",
-                "run from a SLURM submit host, or on one machine with EXECUTOR=local "
-                "(asvp-bench run --executor local)",
-            )
-        ]
-    problems = []
-    partitions = {grid.executor_for(spec.name, executor).partition for spec in grid.datasets} - {
-        None
-    }
-    for partition in sorted(partitions):
-        found = subprocess.run(
-            ["sinfo", "-h", "-p", partition, "-o", "%P"], capture_output=True, text=True
-        )
-        if not found.stdout.strip():
-            problems.append(
-                Problem(
-                    f"SLURM partition {partition!r} is unknown to this cluster",
-                    "sinfo",
-                    "set executor.partition (or the dataset's executor.partition) to one of "
-                    "`sinfo -h -o %P`",
-                )
-            )
-    return problems
-
-
-def _notes(grid: Grid, executor: ExecutorSettings) -> list[str]:
-    if executor.kind == "slurm":
-        gpus = {
-            spec.name: grid.executor_for(spec.name, executor).gpus_per_node or 0
-            for spec in grid.datasets
-        }
-        return ["SLURM GPUs per job: " + ", ".join(f"{k} {v}" for k, v in gpus.items())]
-    device = "cuda" if torch.cuda.is_available() else "cpu (no CUDA device on this machine)"
-    return [f"cells will run on {device}"]
 
 
 def with_kind(settings: ExecutorSettings, kind: str | None) -> ExecutorSettings:

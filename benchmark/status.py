@@ -2,8 +2,9 @@
 
 Two sources are combined: the cell's current MLflow run (:func:`benchmark.tracking.current_runs`:
 its ``state`` tag, and the ``job_id``, ``log_path``, ``host``, ``pid`` and ``driver`` tags) and
-the process that should be running it: the SLURM job (``squeue`` while it is queued or running,
-``sacct`` once it ended) or, for the local executors, the process on this host.
+what the executor it was submitted to says of it (``Executor.liveness``, one query per
+executor kind): the SLURM job (``squeue`` while it is queued or running, ``sacct`` once it
+ended) or, for the local executors, the process on this host.
 
 =====================  ==============================  ====================================
 run state              job or process                  status
@@ -22,30 +23,33 @@ cell again, so a grid re-submitted while its jobs are queued does not duplicate 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from benchmark.grid import Cell, Grid
-from benchmark.tracking import (
-    STATE_FAILED,
-    STATE_FINISHED,
-    STATE_RUNNING,
-    current_runs,
-    run_state,
-)
+from benchmark.executors.base import CELL_STATES, Executor, Liveness
+from benchmark.executors.registry import EXECUTOR_CLASSES
+from benchmark.executors.slurm import job_states as slurm_job_states
+from benchmark.tracking import STATE_FAILED, STATE_FINISHED, current_runs, run_state
 
-STATES = ("pending", "running", "finished", "failed")
-# SLURM job states (squeue %T, sacct State) that still lead to the cell being run
-_SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
-_SLURM_WAITING |= {"CONFIGURING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}
-_SLURM_RUNNING = {"RUNNING", "COMPLETING"}
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from benchmark.grid import Cell, Grid
+
+__all__ = [
+    "STATES",
+    "CellStatus",
+    "cell_statuses",
+    "count_states",
+    "slurm_job_states",
+    "wait_until_done",
+]
+
+STATES = CELL_STATES
 _ENDED = (STATE_FINISHED, STATE_FAILED)  # run states after which the job no longer matters
 
 
@@ -70,102 +74,35 @@ class CellStatus:
 def cell_statuses(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[CellStatus]:
     """The status of every cell, in the order given (one MLflow query, one per scheduler)."""
     runs = current_runs(client, grid.name)
-    slurm_ids = [
-        run.data.tags.get("job_id", "")
-        for run in runs.values()
-        if run.data.tags.get("executor") == "slurm" and run_state(run) not in _ENDED
-    ]
-    jobs = slurm_job_states(filter(None, slurm_ids))
-    return [_status(cell, runs.get(cell.run_key), jobs) for cell in cells]
+    alive = _liveness([run for run in runs.values() if run_state(run) not in _ENDED])
+    return [_status(cell, runs.get(cell.run_key), alive) for cell in cells]
 
 
-def _status(cell: Cell, run: Run | None, jobs: dict[str, str] | None) -> CellStatus:
+def _liveness(runs: Sequence[Run]) -> dict[str, Liveness]:
+    """By run id: what the executor that each unfinished run was submitted to says of it (a run
+    not yet submitted, or of an unknown kind, is asked of the driver's host)."""
+    by_kind: dict[str, list[Run]] = {}
+    for run in runs:
+        by_kind.setdefault(run.data.tags.get("executor", ""), []).append(run)
+    found: dict[str, Liveness] = {}
+    for kind, members in by_kind.items():
+        found.update(EXECUTOR_CLASSES.get(kind, Executor).liveness(members))
+    return found
+
+
+def _status(cell: Cell, run: Run | None, alive: dict[str, Liveness]) -> CellStatus:
     if run is None:
         return CellStatus(cell, "pending", None, None, None, False, "never submitted")
     tags = run.data.tags
     job_id, log_path = tags.get("job_id") or None, tags.get("log_path") or None
-
-    def status(state: str, live: bool, detail: str) -> CellStatus:
-        return CellStatus(cell, state, run, job_id, log_path, live, detail)
-
     state = run_state(run)
     if state == STATE_FINISHED:
-        return status("finished", False, f"attempts: {tags.get('attempts', '1')}")
-    if state == STATE_FAILED:
-        return status("failed", False, tags.get("error", "failed"))
-    if tags.get("executor") == "slurm" and job_id:
-        return _slurm_status(status, job_id, jobs)
-    return _local_status(status, tags)
-
-
-def _slurm_status(
-    status: Callable[[str, bool, str], CellStatus], job_id: str, jobs: dict[str, str] | None
-) -> CellStatus:
-    if jobs is None:
-        return status("pending", False, "SLURM not reachable here (squeue/sacct missing)")
-    job_state = jobs.get(job_id)
-    if job_state in _SLURM_WAITING:
-        return status("pending", True, f"job {job_state.lower()}")
-    if job_state in _SLURM_RUNNING:
-        return status("running", True, f"job {job_state.lower()}")
-    if job_state is None:
-        return status("failed", False, "job unknown to SLURM and the run did not finish")
-    return status("failed", False, f"job {job_state.lower()} before the run finished")
-
-
-def _local_status(status: Callable[[str, bool, str], CellStatus], tags: dict) -> CellStatus:
-    """A cell of the local or debug executor: live while its process (running) or the driver
-    that will start it (pending) is alive on this host."""
-    running = tags.get("state") == STATE_RUNNING
-    if running:
-        host, pid = tags.get("host", ""), tags.get("pid", "")
+        found = Liveness("finished", False, f"attempts: {tags.get('attempts', '1')}")
+    elif state == STATE_FAILED:
+        found = Liveness("failed", False, tags.get("error", "failed"))
     else:
-        host, _, pid = tags.get("driver", "").partition(":")
-    if host != socket.gethostname():
-        return status(tags.get("state", "pending"), False, f"on host {host or 'unknown'}")
-    if pid.isdigit() and _process_alive(int(pid)):
-        return status("running" if running else "pending", True, f"pid {pid}")
-    if running:
-        return status("failed", False, f"process {pid} is gone and the run did not finish")
-    return status("pending", False, "submitted, but its driver is gone")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def slurm_job_states(job_ids: Iterable[str]) -> dict[str, str] | None:
-    """SLURM's state of each job id (``123`` or array task ``123_4``): ``squeue`` for jobs it
-    still holds, ``sacct`` (the latest record: a requeued job has one per start) for the rest.
-    None when neither command exists on this machine."""
-    wanted = set(job_ids)
-    if not wanted:
-        return {}
-    parents = sorted({job_id.split("_")[0] for job_id in wanted})
-    states: dict[str, str] = {}
-    found_any_command = False
-    for command in (
-        ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(parents)],
-        ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(parents)],
-    ):  # squeue last: it is the more current for jobs that are still queued or running
-        try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        except FileNotFoundError:
-            continue
-        found_any_command = True
-        if out.returncode != 0:
-            continue
-        for line in out.stdout.splitlines():
-            job_id, _, state = line.partition("|")
-            if job_id in wanted and state:
-                states[job_id] = state.split()[0].rstrip("+")
-    return states if found_any_command else None
+        found = alive[run.info.run_id]
+    return CellStatus(cell, found.state, run, job_id, log_path, found.live, found.detail)
 
 
 def count_states(statuses: Iterable[CellStatus]) -> dict[str, int]:

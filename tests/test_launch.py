@@ -15,10 +15,13 @@ import submitit
 from launching import checkpointed_rounds, cli, outcome, runs_of, write_grid
 from mlflow.tracking import MlflowClient
 
-import benchmark.launch
+import benchmark.executors.job
 from benchmark.cli import main
+from benchmark.executors.base import LaunchError
+from benchmark.executors.job import CellJob
+from benchmark.executors.registry import check_tracking
+from benchmark.executors.slurm import SlurmExecutor
 from benchmark.grid import expand_cells, load_grid
-from benchmark.launch import CellJob, LaunchError, SlurmExecutor, check_tracking
 
 
 def test_a_local_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
@@ -63,14 +66,14 @@ def test_a_local_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_pa
 def test_a_failed_cell_shows_in_status_and_a_rerun_runs_only_it(tmp_path, monkeypatch, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = write_grid(tmp_path, "crash")
-    real_run_cell = benchmark.launch.run_cell
+    real_run_cell = benchmark.executors.job.run_cell
 
     def crash_svpp(config, *args, **kwargs):
         if config.pipeline == "svpp":
             raise RuntimeError("out of memory, say")
         return real_run_cell(config, *args, **kwargs)
 
-    monkeypatch.setattr(benchmark.launch, "run_cell", crash_svpp)
+    monkeypatch.setattr(benchmark.executors.job, "run_cell", crash_svpp)
     assert main(["run", str(grid), "--executor", "debug", "--tracking-uri", uri]) == 1
     capsys.readouterr()
     assert main(["status", str(grid), "--tracking-uri", uri]) == 0
@@ -79,7 +82,7 @@ def test_a_failed_cell_shows_in_status_and_a_rerun_runs_only_it(tmp_path, monkey
     (failed_line,) = [line for line in printed.splitlines() if line.strip().startswith("failed")]
     assert "svpp-lpft/margin" in failed_line and "out of memory, say" in failed_line
 
-    monkeypatch.setattr(benchmark.launch, "run_cell", real_run_cell)
+    monkeypatch.setattr(benchmark.executors.job, "run_cell", real_run_cell)
     assert main(["run", str(grid), "--executor", "debug", "--tracking-uri", uri]) == 0
     assert "3 cells, 2 finished, 1 to run" in capsys.readouterr().out
     runs = runs_of(uri, "crash")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Light on purpose: the parser answers `--help` at once; each command imports what it needs.
-from benchmark.executors.base import CELL_STATES, EXECUTOR_KINDS
+from benchmark.executors.kinds import CELL_STATES, EXECUTOR_KINDS
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

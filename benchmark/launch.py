@@ -2,11 +2,12 @@
 in :mod:`benchmark.executors` (``base``, ``job``, ``debug``, ``local``, ``slurm``,
 ``registry``)."""
 
-from benchmark.executors.base import Executor, LaunchError, Submission, cpu_count
+from benchmark.executors.base import Executor, LaunchError, Submission
 from benchmark.executors.debug import DebugExecutor
 from benchmark.executors.job import (
     CellJob,
     checkpoint_dir,
+    cpu_count,
     device_kind,
     prepare_jobs,
     submission_lock,

@@ -8,8 +8,9 @@ last budget), the backbone (its checkpoint file is read and mapped strictly onto
 so a file in the wrong format is caught here too), replayed order files, the tracking URI
 (reachable) and what the executor itself needs (:meth:`Executor.tracking_problems`,
 :meth:`Executor.problems`: for SLURM no SQLite file unless allowed, ``sbatch`` on this machine,
-the partitions known to it). This is the one place a grid's data is read before a run. Each problem names the missing item, the resolved
-path where it was looked for, and what to download or configure. ``asvp-bench run`` (and so
+the partitions known to it). This is the one place a grid's data is read before a run. Each
+problem names the missing item, the resolved path where it was looked for, and what to
+download or configure. ``asvp-bench run`` (and so
 ``make replicate-table2``) stops with all of them and submits nothing.
 """
 

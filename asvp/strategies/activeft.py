@@ -74,11 +74,10 @@ import torch.nn.functional as F
 
 from ..options import Range, check_options, declared_options
 from .kmeans import scatter_add_rows
-from .registry import SelectionRequest, StrategyFn, register_strategy
+from .registry import SelectionRequest, StrategyFn, pool_ids_at, register_strategy
 from .rows import (
     as_float_rows,
     chunk_size,
-    pool_ids_at,
     squared_norms,
     whole_pool_or_nothing,
 )

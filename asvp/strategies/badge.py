@@ -56,8 +56,8 @@ import numpy as np
 import torch
 
 from .kcenter import block_rows, compute_dtype
-from .registry import SelectionRequest, register_strategy
-from .rows import Rows, as_rows, check_chunk_rows, pool_ids_at
+from .registry import SelectionRequest, pool_ids_at, register_strategy
+from .rows import Rows, as_rows, check_chunk_rows
 
 __all__ = [
     "REFRESH_EVERY",

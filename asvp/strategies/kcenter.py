@@ -48,8 +48,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .registry import SelectionRequest, register_strategy
-from .rows import Rows, as_rows, check_chunk_rows, pool_ids_at, rows_per_block
+from .registry import SelectionRequest, pool_ids_at, register_strategy
+from .rows import Rows, as_rows, check_chunk_rows, rows_per_block
 
 __all__ = ["SHORTLIST", "k_center_greedy", "k_center_positions"]
 

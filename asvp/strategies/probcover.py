@@ -53,13 +53,11 @@ import torch
 
 from ..options import Range
 from .kmeans import kmeans
-from .registry import SelectionRequest, register_strategy
+from .registry import SelectionRequest, nothing_to_choose, pool_ids_at, register_strategy
 from .rows import (
     chunk_size,
     fill_at_random,
     l2_normalized_rows,
-    nothing_to_choose,
-    pool_ids_at,
     rows_per_block,
     squared_norms,
 )

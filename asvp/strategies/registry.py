@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..options import Option, Range, check_options, declared_options
-from .rows import Rows
+from .rows import Rows, whole_pool_or_nothing
 
 __all__ = [
     "CANDIDATES_OPTION",
@@ -49,6 +49,8 @@ __all__ = [
     "check_strategy_options",
     "declared_strategy_options",
     "get_strategy",
+    "nothing_to_choose",
+    "pool_ids_at",
     "register_strategy",
     "select",
     "strategy_inputs",
@@ -237,6 +239,19 @@ def check_strategy_options(name: str, options: Mapping[str, object]) -> dict[str
     given = dict(options)
     check_options(declared_strategy_options(name), given, f"strategy {name!r}")
     return given
+
+
+def pool_ids_at(request: SelectionRequest, positions: np.ndarray) -> np.ndarray:
+    """The pool ids (int64) at ``positions`` of ``request.pool_ids``: what a strategy returns."""
+    return np.asarray(request.pool_ids, dtype=np.int64)[positions]
+
+
+def nothing_to_choose(request: SelectionRequest) -> np.ndarray | None:
+    """The selection when the request leaves nothing to choose (a budget of 0, an empty pool,
+    or a budget covering the pool: see :func:`whole_pool_or_nothing`); ``None`` otherwise."""
+    pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
+    size = min(int(request.budget), pool_ids.size)
+    return whole_pool_or_nothing(pool_ids, size) if size in (0, pool_ids.size) else None
 
 
 def available_strategies() -> list[str]:

@@ -8,22 +8,19 @@ returns pool ids (never positions). The helpers for those steps live here once:
 * :func:`squared_norms` and :func:`l2_normalized_rows`, chunk by chunk;
 * :func:`check_chunk_rows`, :func:`chunk_size` and :func:`rows_per_block`: how many rows a block
   holds (given by the caller, or as many as keep a block's temporaries under a bound);
-* :func:`pool_ids_at`, :func:`nothing_to_choose`, :func:`whole_pool_or_nothing` and
-  :func:`fill_at_random`: from positions to the selection the contract asks for.
+* :func:`whole_pool_or_nothing` and :func:`fill_at_random`: from positions to the selection
+  the contract asks for (with :func:`asvp.strategies.registry.pool_ids_at` and
+  :func:`~asvp.strategies.registry.nothing_to_choose`, which read a request).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from .registry import SelectionRequest
 
 __all__ = [
     "CHUNK_ROWS",
@@ -34,8 +31,6 @@ __all__ = [
     "chunk_size",
     "fill_at_random",
     "l2_normalized_rows",
-    "nothing_to_choose",
-    "pool_ids_at",
     "rows_per_block",
     "squared_norms",
     "whole_pool_or_nothing",
@@ -153,23 +148,10 @@ def l2_normalized_rows(blocks: Sequence[Rows], *, chunk_rows: int | None = None)
     return out
 
 
-def pool_ids_at(request: SelectionRequest, positions: np.ndarray) -> np.ndarray:
-    """The pool ids (int64) at ``positions`` of ``request.pool_ids``: what a strategy returns."""
-    return np.asarray(request.pool_ids, dtype=np.int64)[positions]
-
-
 def whole_pool_or_nothing(pool_ids: np.ndarray, size: int) -> np.ndarray:
     """The selection when there is nothing to choose: none for a ``size`` of 0 (or an empty
     pool), every element of ``pool_ids`` in pool order when ``size`` covers it."""
     return pool_ids.copy() if size else np.empty(0, dtype=np.int64)
-
-
-def nothing_to_choose(request: SelectionRequest) -> np.ndarray | None:
-    """The selection when the request leaves nothing to choose (a budget of 0, an empty pool,
-    or a budget covering the pool: see :func:`whole_pool_or_nothing`); ``None`` otherwise."""
-    pool_ids = np.asarray(request.pool_ids, dtype=np.int64)
-    size = min(int(request.budget), pool_ids.size)
-    return whole_pool_or_nothing(pool_ids, size) if size in (0, pool_ids.size) else None
 
 
 def fill_at_random(picks: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .registry import SelectionRequest, register_strategy
-from .rows import check_chunk_rows, chunk_size, pool_ids_at, rows_per_block
+from .registry import SelectionRequest, pool_ids_at, register_strategy
+from .rows import check_chunk_rows, chunk_size, rows_per_block
 
 __all__ = ["CHUNK_ROWS", "UNCERTAINTY_KINDS", "uncertainty_order"]
 

@@ -22,7 +22,9 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, ClassVar
+
+from benchmark.executors.kinds import CELL_STATES, EXECUTOR_KINDS, ExecutorKind
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -41,16 +43,7 @@ __all__ = [
     "Liveness",
     "Problem",
     "Submission",
-    "cpu_count",
 ]
-
-ExecutorKind = Literal["debug", "local", "slurm"]
-"""The executor kinds: in-process (``debug``), local processes (``local``), SLURM (``slurm``)."""
-
-EXECUTOR_KINDS: tuple[str, ...] = get_args(ExecutorKind)
-
-CELL_STATES = ("pending", "running", "finished", "failed")
-"""Where a cell can stand (``asvp-bench status``)."""
 
 
 class LaunchError(RuntimeError):
@@ -92,11 +85,6 @@ class Liveness:
     state: str
     live: bool
     detail: str
-
-
-def cpu_count() -> int:
-    """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Executor(ABC):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from benchmark.executors.base import Executor, Submission, cpu_count
-from benchmark.executors.job import CellJob, run_here
+from benchmark.executors.base import Executor, Submission
+from benchmark.executors.job import CellJob, cpu_count, run_here
 from benchmark.tracking import record_submission
 
 if TYPE_CHECKING:

@@ -30,7 +30,6 @@ from mlflow.tracking import MlflowClient
 from asvp.checkpoint import RoundCheckpoint
 from asvp.features import FeatureStore
 from asvp.pipelines import run_cell
-from benchmark.executors.base import cpu_count
 from benchmark.tracking import (
     STATE_FAILED,
     STATE_FINISHED,
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CellJob",
+    "cpu_count",
     "checkpoint_dir",
     "device_kind",
     "prepare_jobs",
@@ -58,6 +58,11 @@ __all__ = [
 def device_kind() -> str:
     """The device a cell runs on, as named in the grid's ``costs.device_hour`` prices."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_count() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from benchmark.executors.base import Executor, Submission, cpu_count
-from benchmark.executors.job import CellJob, run_here
+from benchmark.executors.base import Executor, Submission
+from benchmark.executors.job import CellJob, cpu_count, run_here
 from benchmark.tracking import STATE_FAILED, record_submission
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 The settings live here, beside the executors that read them, with each field's range declared
 next to it (:mod:`asvp.options`), so that the grid checker refuses a bad value with its range
 before anything is submitted. This module imports nothing from the rest of the harness but
-:mod:`benchmark.executors.base` (the standard library only): ``benchmark.grid`` imports it.
+:mod:`benchmark.executors.kinds` (the standard library only): ``benchmark.grid`` imports it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from asvp.options import Range
-from benchmark.executors.base import EXECUTOR_KINDS, ExecutorKind
+from benchmark.executors.kinds import EXECUTOR_KINDS, ExecutorKind
 
 __all__ = ["EXECUTOR_KINDS", "ExecutorKind", "ExecutorSettings"]
 

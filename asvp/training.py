@@ -7,7 +7,7 @@ order, so a round can be repeated exactly. Backbones are fine-tuned whole (every
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from torch import nn
 
 from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig
 from asvp.data import ImageSet
+from asvp.features.extract import embedding_batches, extract_features, image_batches
 from asvp.loading import (
     BatchOrder,
     ImageBatchLoader,
@@ -27,7 +28,6 @@ from asvp.loading import (
 from asvp.models.backbones import Backbone
 from asvp.models.heads import Classifier, ProxyMLP
 from asvp.pool import PoolFeatures
-from asvp.progress import Progress
 
 TRAIN_METHODS = ("ft", "lpft")
 PROXY_COSINE_CYCLES = 7 / 16
@@ -151,82 +151,6 @@ def proxy_outputs(
     return _head_outputs(batches, proxy.out, len(ids), keep_embeddings)
 
 
-def _image_batches(
-    data: ImageSet,
-    indices: np.ndarray,
-    backbone: Backbone,
-    image_size: int,
-    batch_size: int,
-    device: torch.device,
-) -> Iterator[torch.Tensor]:
-    """``data[indices]`` in order, in batches on ``device``, decoded ahead by loader workers on
-    CUDA (channels-last there); the workers stop when the pass ends."""
-    prep = backbone.preprocessing
-    with ImageBatchLoader(
-        data,
-        indices,
-        batch_size,
-        image_size,
-        prep.mean,
-        prep.std,
-        None,
-        device,
-        loader_workers(device),
-    ) as loader:
-        for images, _ in loader:
-            yield images
-
-
-def _embedding_batches(
-    network: nn.Module,
-    backbone: Backbone,
-    data: ImageSet,
-    indices: np.ndarray,
-    image_size: int,
-    batch_size: int,
-    device: torch.device,
-) -> Iterator[torch.Tensor]:
-    """The backbone's embeddings of ``data[indices]``, eval mode, in float32. On CUDA the
-    backbone runs channels-last under autocast, as in fine-tuning; its outputs are widened
-    to float32 before the head, so the softmax outputs that rank the pool keep float32's
-    resolution."""
-    prepare_model(network, device).eval()
-    precision = MixedPrecision.for_device(device)
-    for batch in _image_batches(data, indices, backbone, image_size, batch_size, device):
-        with precision.autocast():
-            embeddings = network(batch)
-        yield embeddings.float()
-
-
-@torch.no_grad()
-def extract_features(
-    backbone: Backbone,
-    data: ImageSet,
-    indices: np.ndarray,
-    image_size: int,
-    batch_size: int,
-    device: torch.device,
-    progress: Progress | None = None,
-) -> torch.Tensor:
-    """Pooled backbone features (float32, on ``device``) of ``data[indices]``, eval mode.
-
-    On CUDA the images are decoded ahead by loader workers and the forward pass runs under
-    autocast (bfloat16 where the GPU supports it, else float16) on channels-last inputs: the
-    features are stored as float16 anyway, and both speed up convolutions on tensor cores.
-    On CPU it is plain float32. ``progress`` is told how many images each batch held.
-    """
-    parts = []
-    for batch in _embedding_batches(
-        backbone.network, backbone, data, indices, image_size, batch_size, device
-    ):
-        parts.append(batch)
-        if progress is not None:
-            progress.advance(len(batch))
-    if device.type == "cuda":  # give the network back in its own layout
-        backbone.network.to(memory_format=torch.contiguous_format)
-    return torch.cat(parts)
-
-
 def classifier_outputs(
     model: Classifier,
     backbone: Backbone,
@@ -239,7 +163,7 @@ def classifier_outputs(
 ) -> ModelOutputs:
     """Softmax outputs (and backbone embeddings) of a fine-tuned classifier over
     ``data[indices]``, eval mode, one forward pass."""
-    batches = _embedding_batches(
+    batches = embedding_batches(
         model.backbone, backbone, data, indices, image_size, batch_size, device
     )
     return _head_outputs(batches, model.head, len(indices), keep_embeddings)
@@ -267,7 +191,7 @@ def _recalibrate_batch_norm(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over all batches
     network.to(device).train()
-    for batch in _image_batches(data, indices, backbone, image_size, config.batch_size, device):
+    for batch in image_batches(data, indices, backbone, image_size, config.batch_size, device):
         network(batch)
     for norm, momentum in zip(norms, saved_momenta, strict=True):
         norm.momentum = momentum

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from asvp.data import load_dataset
+from asvp.features import extract_features
 from asvp.models.backbones import load_backbone
 from asvp.progress import Progress
-from asvp.training import extract_features
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,9 @@ def test_cuda_extraction_with_autocast_and_channels_last_matches_float32(pool):
     assert relative < 0.02  # bfloat16 / float16 autocast, not a different network
     conv = next(m for m in backbone.network.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous()  # the network is given back in its own layout
+
+
+def test_extraction_keeps_its_old_import_path():
+    import asvp.training
+
+    assert asvp.training.extract_features is extract_features

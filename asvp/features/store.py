@@ -8,7 +8,7 @@ measured extraction seconds). Entries are written under a temporary name and ren
 complete, under an exclusive file lock, so concurrent cells extract once; an entry whose
 size or checksum does not match the manifest (a partial copy, a truncated file) is rebuilt,
 never used. ASVP's re-extracted features are entries of their own, keyed by the cell and the
-labelled set they were extracted for (:mod:`asvp.pipelines`).
+labelled set they were extracted for. The keys are built in :mod:`asvp.features.keys`.
 
 The manifest's extraction seconds are charged to every cell that uses the entry, so a cell's
 cost does not depend on whether its features were already cached (DESIGN.md, costs).

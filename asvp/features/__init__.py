@@ -1,0 +1,22 @@
+"""Pool features: extraction through a backbone, the content-addressed store, and its keys.
+
+- :mod:`asvp.features.extract`: image passes through a backbone (pooled features, embeddings).
+- :mod:`asvp.features.store`: :class:`FeatureStore`, entries extracted once per grid.
+- :mod:`asvp.features.keys`: what names an entry (pre-trained features, ASVP's re-extractions).
+"""
+
+from asvp.features.extract import embedding_batches, extract_features, image_batches
+from asvp.features.keys import cell_digest, pretrained_key, update_key
+from asvp.features.store import STORE_FORMAT, FeatureStore, StoredFeatures
+
+__all__ = [
+    "STORE_FORMAT",
+    "FeatureStore",
+    "StoredFeatures",
+    "cell_digest",
+    "embedding_batches",
+    "extract_features",
+    "image_batches",
+    "pretrained_key",
+    "update_key",
+]

@@ -15,6 +15,13 @@ re-extracted features are not copied into it: they are entries of the feature st
 (:mod:`asvp.features`, checksummed there), and the state names the entries. A checkpoint whose
 state is unreadable, or whose entries are gone, is reported and ignored (the cell then starts
 from round 0), never used.
+
+:class:`RoundLog` keeps a cell's finished rounds: it restores the state an earlier attempt saved
+(:class:`CellState`), saves it after every round, and hands the rounds to the cell's
+``on_round`` in order, at least once: a round whose ``on_round`` raises (the tracking server is
+down) stays queued in the checkpoint and is handed over again after the next round, and the run
+raises only if some round still cannot be handed over at its end; a restarted cell hands over
+what its previous attempt could not.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +86,93 @@ def ignored(reason: str) -> None:
     """Report a checkpoint that is not used; the cell starts from round 0."""
     print(f"round checkpoint ignored, starting from round 0: {reason}", file=sys.stderr)
     return None
+
+
+@dataclass
+class CellState:
+    """What a cell carries from round to round, JSON-ready: the feature-store keys of its
+    ASVP re-extractions, its rounds' records (``dataclasses.asdict``), the labelled set in the
+    order it was labelled, the indicator's state and the current features' version."""
+
+    update_keys: list[dict[str, Any]]
+    rounds: list[dict[str, Any]]
+    labeled_order: list[int]
+    rule: dict[str, Any] | None
+    feature_version: int
+
+    @classmethod
+    def from_saved(cls, state: dict[str, Any]) -> CellState:
+        """The cell state of a checkpoint's saved ``state`` (``update_keys`` may be absent)."""
+        return cls(
+            update_keys=list(state.get("update_keys") or []),
+            rounds=list(state["rounds"]),
+            labeled_order=list(state["labeled_order"]),
+            rule=state["rule"],
+            feature_version=state["feature_version"],
+        )
+
+
+class RoundLog:
+    """A cell's finished rounds: saved to ``checkpoint`` (when there is one) and handed to
+    ``on_round`` in order. ``state`` says the cell's current state whenever it is saved."""
+
+    def __init__(
+        self,
+        checkpoint: RoundCheckpoint | None,
+        on_round: Callable[[Any], None],
+        state: Callable[[], CellState],
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.on_round = on_round
+        self.state = state
+        self.delivered = 0  # rounds handed to on_round
+
+    def restore(self, restore_features: Callable[[CellState], bool]) -> CellState | None:
+        """The state an earlier attempt saved, or None for a fresh start. ``restore_features``
+        puts back the features of the state's last update and says whether it could (False:
+        their feature-store entry is gone or invalid; the checkpoint is ignored)."""
+        saved = self.checkpoint.read() if self.checkpoint is not None else None
+        if saved is None:
+            return None
+        state = CellState.from_saved(saved)
+        if not restore_features(state):
+            return ignored("the feature-store entries of its updated features are gone")
+        self.delivered = saved["delivered"]
+        return state
+
+    def save(self) -> None:
+        """Write the cell's current state (no-op without a checkpoint)."""
+        if self.checkpoint is None:
+            return
+        state = self.state()
+        self.checkpoint.write(
+            {
+                "update_keys": state.update_keys,
+                "rounds": state.rounds,
+                "labeled_order": state.labeled_order,
+                "rule": state.rule,
+                "feature_version": state.feature_version,
+                "delivered": self.delivered,
+            }
+        )
+
+    def deliver(self, rounds: Sequence[Any], final: bool = False) -> None:
+        """Hand the finished ``rounds`` not yet handed over to ``on_round``, in order; a
+        failure is reported and retried at the next call, and raised when ``final``."""
+        delivered_before = self.delivered
+        while self.delivered < len(rounds):
+            try:
+                self.on_round(rounds[self.delivered])
+            except Exception as error:
+                if final:
+                    raise
+                print(
+                    f"round {self.delivered} not recorded yet ({error!r}); "
+                    "retrying after the next round",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+            self.delivered += 1
+        if self.delivered != delivered_before:
+            self.save()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from asvp.checkpoint import RoundCheckpoint
+from asvp.checkpoint import CellState, RoundCheckpoint, RoundLog
 from asvp.features import FeatureStore
 from asvp.pipelines import run_cell
 
@@ -175,3 +175,22 @@ def test_the_state_file_is_replaced_atomically(tmp_path):
     checkpoint.write({"round": 1})
     assert RoundCheckpoint(tmp_path, "x").read() == {"round": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_the_round_log_saves_the_format_2_state_and_hands_rounds_over_once(tmp_path):
+    state = CellState(update_keys=[], rounds=[{"round": 0}], labeled_order=[3, 1], rule=None,
+                      feature_version=0)  # fmt: skip
+    delivered = []
+    log = RoundLog(RoundCheckpoint(tmp_path, "x"), delivered.append, lambda: state)
+    log.deliver(["r0", "r1"])
+    log.deliver(["r0", "r1"], final=True)
+    assert delivered == ["r0", "r1"]
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert (saved["format"], saved["identity"]) == (2, "x")
+    assert list(saved["state"]) == [
+        "update_keys", "rounds", "labeled_order", "rule", "feature_version", "delivered"
+    ]  # fmt: skip
+    assert saved["state"]["delivered"] == 2
+    restored = RoundLog(RoundCheckpoint(tmp_path, "x"), delivered.append, lambda: state)
+    assert restored.restore(lambda saved_state: True) == state
+    assert restored.delivered == 2

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from asvp.features import FeatureStore
-from asvp.pipelines import run_cell
+from asvp.pipelines import (
+    PIPELINE_TRAIN_METHODS,
+    Selector,
+    available_pipelines,
+    get_pipeline,
+    run_cell,
+)
 from asvp.strategies import available_strategies, strategy_inputs
 
 
@@ -174,3 +180,82 @@ def test_asvp_re_extractions_are_own_entries_removed_when_the_cell_ends(tiny_cel
     kept = run_cell(dataclasses.replace(config, keep_updated_features=True), store)
     assert _entry_kinds(store) == ["asvp_update", "asvp_update", "pretrained"]
     assert kept.labeled_order == removed.labeled_order
+
+
+# -- the pipeline objects -------------------------------------------------------------------
+
+
+def test_every_pipeline_is_registered_with_its_train_methods():
+    assert available_pipelines() == ("asvp", "full", "random", "standard", "svpp")
+    assert PIPELINE_TRAIN_METHODS == {
+        "random": ("ft", "lpft"),
+        "full": ("ft", "lpft"),
+        "standard": ("ft", "lpft"),
+        "svpp": ("ft", "lpft"),
+        "asvp": ("ft", "lpft", "auto"),
+    }
+    assert [name for name in available_pipelines() if get_pipeline(name).in_grid] == [
+        "asvp",
+        "standard",
+        "svpp",
+    ]
+    with pytest.raises(ValueError, match="unknown pipeline 'svp'; expected one of"):
+        get_pipeline("svp")
+
+
+def _sections_as_the_grid_decided_them(config):
+    """The run-key rule benchmark.grid wrote with pipeline names (the reference)."""
+    sections = {}
+    if config.train_method in ("lpft", "auto"):
+        sections["linear_probe"] = dataclasses.asdict(config.linear_probe)
+    if config.pipeline in ("svpp", "asvp"):
+        sections["proxy"] = dataclasses.asdict(config.proxy)
+        sections["discrepancy_analysis"] = config.discrepancy_analysis
+    if config.pipeline == "asvp":
+        sections["trigger"] = dataclasses.asdict(config.trigger)
+    return sections
+
+
+@pytest.mark.parametrize(
+    "pipeline, method", [(p, m) for p, methods in PIPELINE_TRAIN_METHODS.items() for m in methods]
+)
+def test_run_key_sections_are_those_the_grid_used(tiny_cell, pipeline, method):
+    config = tiny_cell(pipeline, train_method=method)
+    sections = get_pipeline(pipeline).scientific_sections(config)
+    assert sections == _sections_as_the_grid_decided_them(config)
+
+
+def test_which_model_selects_and_which_fine_tunes_are_sampling():
+    selectors = {name: get_pipeline(name).selector for name in available_pipelines()}
+    assert selectors == {
+        "random": Selector.NONE,
+        "full": Selector.NONE,
+        "standard": Selector.FINE_TUNED,
+        "svpp": Selector.PROXY,
+        "asvp": Selector.PROXY,
+    }
+    assert [p for p in available_pipelines() if get_pipeline(p).uses_pretrained_features] == [
+        "asvp",
+        "svpp",
+    ]
+    assert [p for p in available_pipelines() if get_pipeline(p).updates_features] == ["asvp"]
+    standard, svpp, asvp = (get_pipeline(p) for p in ("standard", "svpp", "asvp"))
+    assert standard.finetune_is_sampling(model_selects=True, updating=False)
+    assert not standard.finetune_is_sampling(model_selects=False, updating=False)
+    assert not svpp.finetune_is_sampling(model_selects=True, updating=False)
+    assert asvp.finetune_is_sampling(model_selects=True, updating=True)
+
+
+def test_auto_is_lpft_before_the_first_update_and_ft_from_it_on(tiny_cell):
+    asvp = get_pipeline("asvp")
+    auto = tiny_cell("asvp", train_method="auto")
+    assert asvp.train_method(auto, feature_version=0, updating=False) == "lpft"
+    assert asvp.train_method(auto, feature_version=0, updating=True) == "ft"
+    assert asvp.train_method(auto, feature_version=1, updating=False) == "ft"
+    lpft = tiny_cell("asvp", train_method="lpft")
+    assert asvp.train_method(lpft, feature_version=1, updating=True) == "lpft"
+
+
+def test_a_pipeline_without_a_selecting_model_refuses_a_model_strategy(tiny_cell, store):
+    with pytest.raises(ValueError, match="'margin' reads .*'probs'.* no model selects"):
+        run_cell(tiny_cell("random", strategy="margin"), store)

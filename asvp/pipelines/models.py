@@ -1,0 +1,105 @@
+"""A cell's image models: fresh pre-trained backbones, the round's fine-tune and its passes.
+
+Every round fine-tunes a fresh copy of the pre-trained backbone (cold start, as the official
+code) on the labelled set; the result is timed as ``finetune`` and its test pass as
+``test_eval``. Whether that compute is sampling or evaluation is the pipeline's business
+(:meth:`asvp.pipelines.base.Pipeline.finetune_is_sampling`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asvp.config import CellConfig
+from asvp.data import ImageSet, Split
+from asvp.features import extract_features
+from asvp.models.backbones import Backbone, load_backbone
+from asvp.models.heads import Classifier
+from asvp.pipelines.records import derive_seed
+from asvp.progress import Progress
+from asvp.timing import PhaseTimer
+from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    """A classifier fine-tuned in this round and the backbone it was made from (fine-tuned in
+    place: its network is the classifier's; its preprocessing reads the images)."""
+
+    model: Classifier
+    backbone: Backbone
+
+
+class CellModels:
+    """The backbone passes of one cell, on its dataset, device and timer."""
+
+    def __init__(
+        self, config: CellConfig, split: Split, device: torch.device, timer: PhaseTimer
+    ) -> None:
+        self.config = config
+        self.split = split
+        self.device = device
+        self.timer = timer
+
+    def fresh_backbone(self) -> Backbone:
+        """A new copy of the pre-trained backbone."""
+        return load_backbone(self.config.backbone, **self.config.backbone_options)
+
+    def pool_features(self, backbone: Backbone) -> torch.Tensor:
+        """``backbone``'s features of every pool row, with progress on stderr (untimed here:
+        the feature store times extraction)."""
+        pool_size = len(self.split.pool)
+        return extract_features(
+            backbone,
+            self.split.pool,
+            np.arange(pool_size),
+            self.config.image_size,
+            self.config.finetune.eval_batch_size,
+            self.device,
+            Progress(f"{self.config.dataset} pool features ({backbone.name})", pool_size),
+        )
+
+    def fine_tune(self, round_index: int, labeled: np.ndarray, method: str) -> FineTuned:
+        """Fine-tune a fresh backbone on the ``labeled`` pool rows with ``method``."""
+        backbone = self.fresh_backbone()
+        with self.timer.phase("finetune"):
+            model = fine_tune(
+                backbone,
+                self.split.pool,
+                labeled,
+                method,
+                self.config.finetune,
+                self.config.linear_probe,
+                self.config.image_size,
+                derive_seed(self.config.seed, round_index, "finetune"),
+                self.device,
+            )
+        return FineTuned(model, backbone)
+
+    def test_accuracy(self, tuned: FineTuned) -> float:
+        """Top-1 accuracy of ``tuned`` on the test split."""
+        with self.timer.phase("test_eval"):
+            outputs = self.outputs(tuned, self.split.test, np.arange(len(self.split.test)))
+        return accuracy(outputs.probs, self.split.test.labels)
+
+    def outputs(
+        self,
+        tuned: FineTuned,
+        data: ImageSet,
+        indices: np.ndarray,
+        keep_embeddings: bool = False,
+    ) -> ModelOutputs:
+        """``tuned``'s softmax outputs (and embeddings) of ``data[indices]`` (untimed)."""
+        return classifier_outputs(
+            tuned.model,
+            tuned.backbone,
+            data,
+            indices,
+            self.config.image_size,
+            self.config.finetune.eval_batch_size,
+            self.device,
+            keep_embeddings,
+        )

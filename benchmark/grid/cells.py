@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from asvp.config import CellConfig
+from asvp.pipelines import get_pipeline
 from benchmark.grid.identity import (
     RESULTS_VERSION,
     flatten,
@@ -87,6 +88,8 @@ def expand_cells(grid: Grid) -> list[Cell]:
                     name: dataclasses.replace(getattr(grid, name), **dataset.sections.get(name, {}))
                     for name in DATASET_SECTIONS
                 }
+                whole_pool = get_pipeline(entry.pipeline).labels_whole_pool
+                budgets = () if whole_pool else dataset.budgets
                 config = CellConfig(
                     dataset=dataset.name,
                     backbone=backbone,
@@ -97,7 +100,7 @@ def expand_cells(grid: Grid) -> list[Cell]:
                     discrepancy_analysis=grid.discrepancy_analysis,
                     train_method=entry.train_method,
                     seed=seed,
-                    budgets=() if entry.pipeline == FULL_DATA else dataset.budgets,
+                    budgets=budgets,
                     image_size=dataset.image_size or grid.image_size,
                     dataset_options=copy.deepcopy(dataset.options),
                     finetune=sections["finetune"],

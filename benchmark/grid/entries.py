@@ -23,6 +23,7 @@ from typing import Any
 from asvp.config import TriggerConfig
 from asvp.data import available_datasets, check_dataset_options
 from asvp.models.backbones import available_backbones, check_backbone_options
+from asvp.pipelines import get_pipeline
 from asvp.strategies import available_strategies, check_strategy_options
 from benchmark.executors.settings import ExecutorSettings
 from benchmark.grid.checker import (
@@ -172,7 +173,7 @@ def _read_trigger_overrides(check: Checker, item: dict, item_key: str, pipeline:
         return {}
     key = f"{item_key}.trigger"
     value = item["trigger"]
-    if pipeline != "asvp":
+    if not get_pipeline(pipeline).updates_features:
         check.bad(key, value, "no trigger for this pipeline (only asvp has a feature update)")
         return INVALID
     return read_overrides(check, value, key, TriggerConfig)

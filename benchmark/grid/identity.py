@@ -19,6 +19,7 @@ from typing import Any
 
 from asvp.config import CellConfig
 from asvp.hashing import file_sha256
+from asvp.pipelines import get_pipeline
 
 # Bump when a code change alters results: it changes every run key, so `run` re-runs every cell
 # instead of skipping cells whose finished runs were made by the old code.
@@ -37,10 +38,11 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
     """The resolved settings that determine a cell's results, as JSON-ready data.
 
     Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
-    seed, budgets and finetune; plus linear_probe when the train method is ``lpft`` or ``auto``,
-    proxy for ``svpp`` and ``asvp``, trigger for ``asvp`` only; strategy_options when given;
-    discrepancy_analysis for ``svpp`` and ``asvp``; backbone_options when given. Sections a cell
-    does not use are left out, so that changing them does not change its run key.
+    seed, budgets and finetune; strategy_options and backbone_options when given; plus the
+    sections its pipeline says it uses (:meth:`asvp.pipelines.Pipeline.run_key_sections`:
+    linear_probe when the train method is ``lpft`` or ``auto``, proxy and discrepancy_analysis
+    for ``svpp`` and ``asvp``, trigger for ``asvp`` only). Sections a cell does not use are
+    left out, so that changing them does not change its run key.
 
     Files are identified by what they are, not where they are: the backbone's checkpoint by its
     file name (its SHA-256 is a tag of the run and part of every feature-store key; hashing
@@ -60,17 +62,11 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
         "budgets": config.budgets,
         "finetune": dataclasses.asdict(config.finetune),
     }
-    if config.train_method in ("lpft", "auto"):
-        resolved["linear_probe"] = dataclasses.asdict(config.linear_probe)
     if config.backbone_options:
         resolved["backbone_options"] = _named_by_file_name(config.backbone_options, "checkpoint")
     if config.strategy_options:
         resolved["strategy_options"] = _named_by_content(config.strategy_options, "order")
-    if config.pipeline in ("svpp", "asvp"):
-        resolved["proxy"] = dataclasses.asdict(config.proxy)
-        resolved["discrepancy_analysis"] = config.discrepancy_analysis
-    if config.pipeline == "asvp":
-        resolved["trigger"] = dataclasses.asdict(config.trigger)
+    resolved.update(get_pipeline(config.pipeline).scientific_sections(config))
     return json_ready(resolved)
 
 

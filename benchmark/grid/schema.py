@@ -86,7 +86,7 @@ from typing import Annotated, Any
 
 from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
 from asvp.options import Range
-from asvp.pipelines import PIPELINE_TRAIN_METHODS
+from asvp.pipelines import available_pipelines, get_pipeline
 from benchmark.executors.settings import EXECUTOR_KINDS, ExecutorSettings
 from benchmark.grid.identity import strategy_label
 
@@ -107,42 +107,29 @@ __all__ = [
 ]
 
 RANDOM = "random"
+"""The random baseline's strategy name, and its pipeline name in cells and run names."""
 
 FULL_DATA = "full"
+"""The full-data cell's pipeline name (``full_data: true``); its strategy is :data:`ALL`."""
 
 ALL = "all"
+"""The full-data cell's strategy label: every pool image is labelled at once."""
 
 GRID_PIPELINES: dict[str, tuple[str, ...]] = {
-    name: methods
-    for name, methods in PIPELINE_TRAIN_METHODS.items()
-    if name not in (RANDOM, FULL_DATA)
+    name: get_pipeline(name).train_methods
+    for name in available_pipelines()
+    if get_pipeline(name).in_grid
 }
+"""The pipelines a grid's ``pipelines`` list may name, with the train methods each accepts."""
 
+# fmt: off
 TOP_LEVEL_KEYS = (
-    "name",
-    "description",
-    "datasets",
-    "backbone",
-    "image_size",
-    "seeds",
-    "strategies",
-    "pipelines",
-    "baseline",
-    "finetune",
-    "linear_probe",
-    "proxy",
-    "trigger",
-    "costs",
-    "executor",
-    "tracking",
-    "feature_store",
-    "state_dir",
-    "discrepancy_analysis",
-    "data_root",
-    "download",
-    "keep_updated_features",
-    "full_data",
+    "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
+    "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "costs", "executor",
+    "tracking", "feature_store", "state_dir", "discrepancy_analysis", "data_root", "download",
+    "keep_updated_features", "full_data",
 )
+# fmt: on
 
 ImageSize = Annotated[int, Range(ge=1)]
 """An input size in pixels (``image_size``, for the grid or one dataset)."""

@@ -42,30 +42,31 @@ def _train_on_tensors(
     model: nn.Module,
     inputs: torch.Tensor,
     labels: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    generator: torch.Generator,
+    config: ProxyConfig | LinearProbeConfig,
+    seed: int,
 ) -> None:
-    """SGD (Nesterov) with per-step cosine decay over tensors already on the device.
+    """SGD (Nesterov) with per-step cosine decay over tensors already on the device, with the
+    epochs, batch size, learning rate, momentum and weight decay of ``config``; the batch
+    order is drawn from a generator seeded with ``seed``.
 
     Each step gathers its batch with one index operation on the device: no per-sample Python,
-    no host round trip (the batch order is drawn on the host from ``generator``, so CPU and
+    no host round trip (the batch order is drawn on the host from that generator, so CPU and
     GPU runs see the same batches).
     """
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=True,
     )
-    order = BatchOrder(len(labels), batch_size, generator)
-    total_steps = epochs * len(order)
+    order = BatchOrder(len(labels), config.batch_size, torch.Generator().manual_seed(seed))
+    total_steps = config.epochs * len(order)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _cosine_factor(step, total_steps)
     )
     model.train()
-    for _ in range(epochs):
+    for _ in range(config.epochs):
         batches = list(order)
         if not batches:  # no labelled rows: nothing to train on
             break
@@ -92,17 +93,7 @@ def train_proxy(
     torch.manual_seed(seed)
     hidden = config.hidden or features.shape[1]
     proxy = ProxyMLP(features.shape[1], hidden, num_classes).to(features.device)
-    _train_on_tensors(
-        proxy,
-        features.float(),
-        labels,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    _train_on_tensors(proxy, features.float(), labels, config, seed)
     return proxy.eval()
 
 
@@ -211,17 +202,7 @@ def _linear_probe(
     _recalibrate_batch_norm(model.backbone, backbone, data, indices, image_size, config, device)
     features = extract_features(backbone, data, indices, image_size, config.batch_size, device)
     labels = torch.from_numpy(data.labels[indices]).to(device)
-    _train_on_tensors(
-        model.head,
-        features,
-        labels,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        generator=torch.Generator().manual_seed(seed + 1),
-    )
+    _train_on_tensors(model.head, features, labels, config, seed + 1)
 
 
 def fine_tune(

@@ -131,6 +131,7 @@ class Option:
 
     @property
     def required(self) -> bool:
+        """Whether the option must be given (it has no default)."""
         return self.default is REQUIRED
 
     def expected(self) -> str:
@@ -143,6 +144,7 @@ class Option:
         return f"{words.removesuffix(null)} {', '.join(limits)}{null}"
 
     def describe_default(self) -> str:
+        """``name (default value)``, or ``name (required)``: for lists of allowed options."""
         return (
             f"{self.name} (required)"
             if self.required

@@ -55,12 +55,15 @@ class Checker:
         self.errors: list[str] = []
 
     def error(self, key: str, message: str) -> None:
+        """Record one problem at ``key`` (the file is prefixed)."""
         self.errors.append(f"{self.path}: {key}: {message}")
 
     def bad(self, key: str, value: Any, expected: str) -> None:
+        """Record that ``value`` at ``key`` is not what is ``expected``."""
         self.error(key, f"got {value!r}; expected {expected}")
 
     def raise_if_errors(self) -> None:
+        """Raise every recorded problem together, one :class:`GridError`."""
         if self.errors:
             raise GridError(self.path, self.errors)
 
@@ -89,6 +92,7 @@ class Checker:
         return True
 
     def non_empty_list(self, value: Any, key: str, expected: str) -> list:
+        """``value`` if it is a non-empty list, else report it and return ``[]``."""
         if value is ABSENT:
             self.error(key, f"missing required key; expected {expected}")
             return []

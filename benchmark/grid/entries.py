@@ -48,6 +48,7 @@ from benchmark.grid.schema import (
 
 
 def read_seeds(check: Checker, value: Any, key: str) -> list[int]:
+    """The ``seeds`` list: distinct integers >= 0."""
     seeds = []
     for i, item in enumerate(check.non_empty_list(value, key, "a non-empty list of integers")):
         seed = check.typed(item, int, f"{key}[{i}]")
@@ -63,6 +64,7 @@ def read_seeds(check: Checker, value: Any, key: str) -> list[int]:
 
 
 def read_strategies(check: Checker, value: Any, key: str) -> list[StrategySpec]:
+    """The ``strategies`` list: distinct labels, the random baseline among them."""
     expected = "a non-empty list of strategy names or {name, options} mappings"
     items = check.non_empty_list(value, key, expected)
     strategies: list[StrategySpec] = []
@@ -133,6 +135,8 @@ def read_backbone(check: Checker, value: Any, key: str) -> tuple[str, dict[str, 
 def read_pipelines(
     check: Checker, value: Any, key: str, strategies: list[StrategySpec]
 ) -> list[PipelineSpec]:
+    """The ``pipelines`` list: distinct entries, each a grid pipeline and a train method it
+    accepts."""
     entries: list[PipelineSpec] = []
     labels = [strategy.label for strategy in strategies]
     items = check.non_empty_list(value, key, "a non-empty list of {pipeline, train_method}")

@@ -100,6 +100,7 @@ def run_key(config: CellConfig) -> str:
 
 
 def is_json_like(value: Any) -> bool:
+    """Whether ``value`` is JSON data (finite numbers only): what options may hold."""
     if value is None or isinstance(value, str | bool | int):
         return True
     if isinstance(value, float):
@@ -123,10 +124,12 @@ def json_ready(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> str:
+    """``value`` as JSON with sorted keys and no spaces: the same data, the same text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def flatten(value: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
+    """Write the leaves of ``value`` into ``out`` under dotted keys, values as text."""
     for name, item in value.items():
         key = f"{prefix}{name}"
         if isinstance(item, dict) and item:

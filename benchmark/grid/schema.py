@@ -245,6 +245,7 @@ class Grid:
 
     @property
     def tracking_uri(self) -> str | None:
+        """The grid's ``tracking.uri`` (None: MLflow's default)."""
         return self.tracking.uri
 
     def backbones(self) -> list[tuple[str, dict[str, Any]]]:

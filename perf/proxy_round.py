@@ -132,7 +132,7 @@ def _load(data: Path) -> _Pool:
 
 
 def _ours(pool: _Pool, spec: RoundSpec, device: str, clock: PhaseTimer) -> np.ndarray:
-    """The round as a cell runs it (:meth:`asvp.pipelines.CellRunner._proxy_scoring`)."""
+    """The round as a cell runs it (:meth:`asvp.pipelines.selection.Selection._proxy_scoring`)."""
     import torch
 
     from asvp.config import ProxyConfig

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,15 +48,10 @@ def _load(path: str) -> Grid:
 def _apply_tracking(grid: Grid, cli_uri: str | None) -> str:
     """Point MLflow (this process and the jobs it starts) at the resolved store; returns its
     URI (MLflow's default made absolute, so that jobs elsewhere find the same file)."""
-    import mlflow
-
     from benchmark.grid import resolve_tracking_uri
+    from benchmark.tracking import use_store
 
-    uri = resolve_tracking_uri(grid, cli_uri)
-    if uri:
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        mlflow.set_tracking_uri(uri)  # also over a URI set earlier in this process
-    return mlflow.get_tracking_uri()
+    return use_store(resolve_tracking_uri(grid, cli_uri))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -138,11 +132,10 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     from benchmark.executors.job import submission_lock
     from benchmark.executors.registry import make_executor
     from benchmark.status import wait_until_done
+    from benchmark.tracking import connect
 
     started = time.perf_counter()
     grid = _load(args.grid)
@@ -154,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_parallel:
         settings = dataclasses.replace(settings, max_parallel=args.max_parallel)
     executor = make_executor(kind, grid, settings)
-    client = MlflowClient()
+    client = connect()
     started = time.perf_counter()
     with submission_lock(grid):  # decided and submitted by one driver at a time
         statuses = _statuses(client, grid, args)
@@ -274,13 +267,12 @@ def _change_printer(started: float):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     from benchmark.status import count_states
+    from benchmark.tracking import connect
 
     grid = _load(args.grid)
     _apply_tracking(grid, args.tracking_uri)
-    statuses = _statuses(MlflowClient(), grid, args)
+    statuses = _statuses(connect(), grid, args)
     counts = count_states(statuses)
     summary = ", ".join(f"{count} {state}" for state, count in counts.items())
     print(f"grid {grid.name!r}: {len(statuses)} cells: {summary}")
@@ -294,15 +286,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     from benchmark.report import make_report
+    from benchmark.tracking import connect
 
     grid = _load(args.grid)  # reads MLflow only: no data needed here
     _apply_tracking(grid, args.tracking_uri)
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
     published = Path(args.published) if args.published else None
-    return make_report(MlflowClient(), grid, out_dir, published)
+    return make_report(connect(), grid, out_dir, published)
 
 
 TRACKING_HELP = "overrides MLFLOW_TRACKING_URI and tracking.uri"

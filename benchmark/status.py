@@ -28,8 +28,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mlflow.tracking import MlflowClient
-
 from benchmark.executors.base import CELL_STATES, Executor, Liveness
 from benchmark.executors.registry import EXECUTOR_CLASSES
 from benchmark.executors.slurm import job_states as slurm_job_states
@@ -37,6 +35,7 @@ from benchmark.tracking import STATE_FAILED, STATE_FINISHED, current_runs, run_s
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
     from benchmark.grid import Cell, Grid
 

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import torch
 from mlflow.entities import Metric, Param, Run, RunTag
@@ -55,6 +56,21 @@ STATE_FINISHED = "finished"
 STATE_FAILED = "failed"
 STATE_SUPERSEDED = "superseded"
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "mlflow", "asvp-bench")
+
+
+def use_store(uri: str | None) -> str:
+    """Point MLflow, in this process and in the jobs it starts (through
+    ``MLFLOW_TRACKING_URI``), at ``uri``; return the store's URI (MLflow's default when
+    ``uri`` is None, made absolute so that jobs elsewhere find the same file)."""
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        mlflow.set_tracking_uri(uri)  # also over a URI set earlier in this process
+    return mlflow.get_tracking_uri()
+
+
+def connect() -> MlflowClient:
+    """A client of the store MLflow points at (:func:`use_store`, or the environment)."""
+    return MlflowClient()
 
 
 def git_commit() -> str:

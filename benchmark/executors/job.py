@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import submitit
 import torch
-from mlflow.tracking import MlflowClient
 
 from asvp.checkpoint import RoundCheckpoint
 from asvp.features import FeatureStore
@@ -34,6 +33,7 @@ from benchmark.tracking import (
     STATE_FAILED,
     STATE_FINISHED,
     CellLogger,
+    connect,
     experiment_id,
     open_run,
     run_state,
@@ -41,6 +41,7 @@ from benchmark.tracking import (
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
     from benchmark.grid import Cell, Grid
 
@@ -84,7 +85,7 @@ class CellJob:
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         slurm_cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
         torch.set_num_threads(self.threads or slurm_cpus or cpu_count())
-        client = MlflowClient()
+        client = connect()
         if run_state(client.get_run(self.run_id)) == STATE_FINISHED:
             return STATE_FINISHED  # requeued after finishing (say, preempted while exiting)
         device = device_kind()

@@ -50,7 +50,8 @@ def preflight(
     """Check data, checkpoint, order files, tracking and executor for ``grid``; what the
     executor needs (its tracking store, its scheduler) is the executor's to say."""
     runner = make_executor(executor.kind, grid, executor)
-    problems = _data_problems(grid) + _backbone_problems(grid) + _order_problems(grid)
+    problems, pool_sizes = _data_problems(grid)
+    problems += _backbone_problems(grid) + _order_problems(grid, pool_sizes)
     problems += runner.tracking_problems(tracking_uri, allow_sqlite) or _server_problems(
         tracking_uri
     )
@@ -58,8 +59,10 @@ def preflight(
     return PreflightReport(problems, runner.notes())
 
 
-def _data_problems(grid: Grid) -> list[Problem]:
-    problems = []
+def _data_problems(grid: Grid) -> tuple[list[Problem], dict[str, int]]:
+    """What is wrong with each dataset (absent, unreadable, a pool smaller than its last
+    budget), and the pool size of each dataset that could be read."""
+    problems, pool_sizes = [], {}
     for spec in grid.datasets:
         try:
             split = load_dataset(
@@ -74,6 +77,7 @@ def _data_problems(grid: Grid) -> list[Problem]:
                 Problem(f"dataset {spec.name!r} cannot be read: {error}", where, "fix the data")
             )
             continue
+        pool_sizes[spec.name] = len(split.pool)
         if spec.budgets[-1] > len(split.pool):
             problems.append(
                 Problem(
@@ -83,7 +87,7 @@ def _data_problems(grid: Grid) -> list[Problem]:
                     "lower the budgets or complete the dataset",
                 )
             )
-    return problems
+    return problems, pool_sizes
 
 
 def _backbone_problems(grid: Grid) -> list[Problem]:
@@ -105,7 +109,9 @@ def _backbone_problems(grid: Grid) -> list[Problem]:
     return problems
 
 
-def _order_problems(grid: Grid) -> list[Problem]:
+def _order_problems(grid: Grid, pool_sizes: dict[str, int]) -> list[Problem]:
+    """What is wrong with each replayed order file: unreadable, not distinct pool indices,
+    an index outside a dataset's pool (``pool_sizes``), or shorter than a last budget."""
     problems = []
     for strategy in grid.strategies:
         if strategy.name != REPLAY:
@@ -119,6 +125,17 @@ def _order_problems(grid: Grid) -> list[Problem]:
                 Problem(f"replayed order of {strategy.label!r}: {error}", order, remedy)
             )
             continue
+        for dataset, size in pool_sizes.items():
+            try:
+                replayed_order(order, size)
+            except ValueError as error:
+                problems.append(
+                    Problem(
+                        f"replayed order of {strategy.label!r} for {dataset!r}: {error}",
+                        str(Path(order).resolve()),
+                        "replay a run of this dataset, with its loader's options",
+                    )
+                )
         short = [s.name for s in grid.datasets if len(indices) < s.budgets[-1]]
         if short:
             problems.append(

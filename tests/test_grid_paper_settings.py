@@ -114,6 +114,8 @@ def test_a_replayed_order_that_does_not_fit_is_refused_by_the_preflight(tmp_path
     assert any("fewer than the last budget" in p for p in _preflight_problems(path))
     np.save(order, np.array([0, 1, 1] + list(range(2, 40)), dtype=np.int64))
     assert any("appears more than once" in p for p in _preflight_problems(path))
+    np.save(order, np.arange(150, 250, dtype=np.int64))  # the pool holds 200 images
+    assert any("index 249 is outside the pool (size 200)" in p for p in _preflight_problems(path))
     missing = r"strategies\[1\]\.order: got '<missing>'; expected .*required"
     with pytest.raises(GridError, match=missing):
         load_grid(_grid(tmp_path, strategies="[random, replay]"))

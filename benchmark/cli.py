@@ -8,6 +8,9 @@ follows it). ``status`` lists every cell as pending, running, finished or failed
 id and log. Both take cell filters (``--dataset``, ``--strategy``, ``--pipeline``, ``--seed``,
 ``--state``).
 
+``compare`` lines up a grid's finished cells in two stores, to find where two runs parted
+(:mod:`benchmark.compare`).
+
 Precedence of settings: command-line options > environment variables (``MLFLOW_TRACKING_URI``)
 > the grid file > defaults. GRID is always the path of a grid file.
 """
@@ -296,7 +299,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return make_report(connect(), grid, out_dir, published)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Line up the grid's finished cells in its store (A) and in ``--other`` (B)."""
+    from benchmark.compare import compare_stores, describe
+    from benchmark.tracking import connect, finished_cell_runs, store_client
+
+    grid = _load(args.grid)  # reads MLflow only: no data needed here
+    uri = _apply_tracking(grid, args.tracking_uri)
+    ours = finished_cell_runs(connect(), grid.name)
+    theirs = finished_cell_runs(store_client(args.other), grid.name)
+    comparison = compare_stores(ours, theirs)
+    print(f"grid {grid.name!r}: A = {uri}, B = {args.other}")
+    print("\n".join(describe(comparison)))
+    return comparison.exit_status
+
+
 TRACKING_HELP = "overrides MLFLOW_TRACKING_URI and tracking.uri"
+COMPARE_HELP = (
+    "Line up the finished cells of the grid in two MLflow stores (A: the grid's store, as "
+    "the other commands resolve it; B: --other), matched by run key. Per cell: identical "
+    "(same picks in every round, bit-identical test accuracy), or the first round whose "
+    "selection differs and the largest test-accuracy difference; cells finished in one "
+    "store only are listed. Exit status: 0 when every cell found in both stores is "
+    "identical, 1 when any differs, 2 for an invalid grid file."
+)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -370,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--tracking-uri", help=TRACKING_HELP)
     report.set_defaults(func=cmd_report)
+    compare = commands.add_parser(
+        "compare",
+        help="line up the grid's finished cells in two stores: first differing round, curve gap",
+        description=COMPARE_HELP,
+    )
+    compare.add_argument("grid")
+    compare.add_argument("--other", required=True, help="store B's tracking URI")
+    compare.add_argument("--tracking-uri", help=f"store A; {TRACKING_HELP}")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import mlflow
 import numpy as np
@@ -48,6 +49,7 @@ from mlflow.tracking import MlflowClient
 
 from asvp.loading import MixedPrecision
 from asvp.pipelines import CellResult, RoundRecord
+from benchmark.compare import CellRun, RoundPicks
 from benchmark.grid import Cell
 
 STATE_PENDING = "pending"
@@ -356,3 +358,39 @@ def _package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+# -- comparing two stores (``asvp-bench compare``, :mod:`benchmark.compare`) -----------------
+
+
+def store_client(uri: str) -> MlflowClient:
+    """A client of the store at ``uri``, whichever store MLflow points at in this process: to
+    read a second store beside the grid's own."""
+    return MlflowClient(tracking_uri=uri)
+
+
+def round_records(client: MlflowClient, run_id: str) -> list[dict]:
+    """The run's ``rounds/round_<r>.json`` artifacts (:class:`asvp.pipelines.RoundRecord` as
+    :func:`CellLogger.log_round` wrote them), in round order; [] when it has none."""
+    if not client.list_artifacts(run_id, "rounds"):
+        return []
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no bar per run on stderr
+    with mock.patch.dict(os.environ, quiet), tempfile.TemporaryDirectory() as folder:
+        local = Path(client.download_artifacts(run_id, "rounds", folder))
+        records = [json.loads(path.read_text()) for path in local.glob("round_*.json")]
+    return sorted(records, key=lambda record: record["round"])
+
+
+def finished_cell_runs(client: MlflowClient, grid_name: str) -> dict[str, CellRun]:
+    """Per run key, the grid's finished run (:func:`finished_runs`: the one reports read) with
+    its rounds' picks and its test-accuracy curve, as :mod:`benchmark.compare` lines them up."""
+    cells = {}
+    for key, run in finished_runs(client, grid_name).items():
+        run_id = run.info.run_id
+        rounds = tuple(
+            RoundPicks(record["round"], record["labels"], tuple(record["selected"]))
+            for record in round_records(client, run_id)
+        )
+        curve = metric_by_step(client, run_id, "test_acc")
+        cells[key] = CellRun(run.info.run_name, rounds, curve)
+    return cells

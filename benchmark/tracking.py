@@ -10,7 +10,14 @@ the ASVP indicator (``indicator_value``, ``indicator_reference``, ``indicator_up
 selection discrepancy of svpp/asvp cells (``discrepancy_both``, ``discrepancy_proxy_only``, ...);
 artifacts: ``rounds/round_<r>.json`` (the round's selected pool indices, what the fine-tuned
 model would have selected, indicator decision and timings), ``curve.csv``,
-``labeled_order.json``, ``environment.json`` (package versions).
+``labeled_order.json``, ``environment.json`` (package versions, and per attempt what it
+computed with: :func:`asvp.environment.compute_environment`).
+
+What a cell computed with is also in tags under ``env.`` (``env.cpu_model``,
+``env.cpu_capability``, ``env.torch_threads``, ``env.gpu``, ``env.cuda``, ``env.cudnn``,
+``env.driver``, ``env.deterministic``, ``env.host``, ``env.slurm_job``, ..., and
+``env.hardware``, the label runs are grouped by), so the MLflow UI filters and groups by them;
+the latest attempt's replace an earlier one's, while ``environment.json`` keeps every attempt's.
 
 A cell owns one current run. The driver opens it before submitting (:func:`open_run`, state
 ``pending``); the job that runs the cell logs into that run by id, however often it is requeued
@@ -47,6 +54,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from asvp.environment import compute_environment, hardware_label, slurm_job_id
 from asvp.loading import MixedPrecision
 from asvp.pipelines import CellResult, RoundRecord
 from benchmark.compare import CellRun, RoundPicks
@@ -58,6 +66,11 @@ STATE_FINISHED = "finished"
 STATE_FAILED = "failed"
 STATE_SUPERSEDED = "superseded"
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "mlflow", "asvp-bench")
+ENV_TAG_PREFIX = "env."
+HARDWARE_TAG = f"{ENV_TAG_PREFIX}hardware"
+"""The tag of a run's hardware label (:func:`asvp.environment.hardware_label`); runs made before
+it existed lack it."""
+ENVIRONMENT_ARTIFACT = "environment.json"
 
 
 def use_store(uri: str | None) -> str:
@@ -255,7 +268,12 @@ def _finite(value: float) -> float:
 
 
 class CellLogger:
-    """Writes one attempt of a cell into the run :func:`open_run` opened for it."""
+    """Writes one attempt of a cell into the run :func:`open_run` opened for it.
+
+    What the attempt computes with is recorded once (:meth:`log_environment`), when its first
+    round is logged or at its end, whichever comes first, not when the logger is made: by then
+    the cell has set its threads and deterministic settings, which are part of the record.
+    """
 
     def __init__(self, client: MlflowClient, grid_name: str, run_id: str, device: str) -> None:
         self.client = client
@@ -263,22 +281,41 @@ class CellLogger:
         self.run_id = run_id
         run = client.get_run(run_id)
         self.run_key = run.data.tags["run_key"]
-        attempts = int(run.data.tags.get("attempts", "0")) + 1
+        self.attempt = int(run.data.tags.get("attempts", "0")) + 1
+        self._environment_logged = False
         tags = {
             "device": device,
             # bf16 / fp16 autocast or fp32: fine-tuning results depend on it (asvp.loading)
             "finetune_precision": MixedPrecision.for_device(torch.device(device)).name,
             "state": STATE_RUNNING,
-            "attempts": str(attempts),
+            "attempts": str(self.attempt),
             "host": socket.gethostname(),
             "pid": str(os.getpid()),
-            "slurm_job_id": _slurm_job_id(),
+            "slurm_job_id": slurm_job_id(),
         }
         client.update_run(run_id, status="RUNNING")
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        client.log_dict(run_id, _package_versions(), "environment.json")
+
+    def log_environment(self) -> None:
+        """Record what this attempt computes with, once per attempt: as ``env.*`` tags (a
+        later attempt's replace these, so the tags say where the run last computed) and
+        appended to the ``attempts`` list of ``environment.json`` (so a requeue onto other
+        hardware stays visible), beside the package versions."""
+        if self._environment_logged:
+            return
+        env = compute_environment()
+        env["hardware"] = hardware_label(env)
+        tags = [RunTag(f"{ENV_TAG_PREFIX}{key}", value) for key, value in env.items()]
+        self.client.log_batch(self.run_id, tags=tags)
+        versions = _package_versions()
+        attempts = _logged_attempts(self.client, self.run_id)
+        attempts.append({"attempt": self.attempt, "packages": versions, **env})
+        record = {**versions, "attempts": attempts}
+        self.client.log_dict(self.run_id, record, ENVIRONMENT_ARTIFACT)
+        self._environment_logged = True
 
     def log_round(self, record: RoundRecord) -> None:
+        self.log_environment()
         step = record.labels
         metrics = {
             "test_acc": record.test_acc,
@@ -301,6 +338,7 @@ class CellLogger:
         self.client.log_dict(self.run_id, payload, f"rounds/round_{record.round:03d}.json")
 
     def finish(self, result: CellResult) -> None:
+        self.log_environment()
         rows = ["round,labels,test_acc,train_method,sampling_seconds,evaluation_seconds"]
         rows += [
             f"{r.round},{r.labels},{r.test_acc},{r.train_method},"
@@ -335,19 +373,23 @@ class CellLogger:
                 supersede(self.client, run.info.run_id, self.run_id)
 
     def fail(self, details: str) -> None:
-        """Mark the run failed, keeping the traceback (``error.txt``) and its last line (tag)."""
+        """Mark the run failed, keeping the traceback (``error.txt``) and its last line (tag),
+        and, after these, what the attempt computed with if no round recorded it."""
         self.client.log_text(self.run_id, details, "error.txt")
         self.client.set_tag(self.run_id, "state", STATE_FAILED)
         self.client.set_tag(self.run_id, "error", details.strip().splitlines()[-1][:4000])
         self.client.set_terminated(self.run_id, status="FAILED")
+        self.log_environment()
 
 
-def _slurm_job_id() -> str:
-    """``<array job>_<task>`` inside a SLURM array task, the job id in a plain job, else ""."""
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array_job and task:
-        return f"{array_job}_{task}"
-    return os.environ.get("SLURM_JOB_ID", "")
+def _logged_attempts(client: MlflowClient, run_id: str) -> list[dict[str, object]]:
+    """The ``attempts`` list of the run's ``environment.json``: empty when it has none, or one
+    written before attempts were recorded (package versions only)."""
+    if not any(f.path == ENVIRONMENT_ARTIFACT for f in client.list_artifacts(run_id)):
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run_id, ENVIRONMENT_ARTIFACT, folder)
+        return list(json.loads(Path(path).read_text()).get("attempts", []))
 
 
 def _package_versions() -> dict[str, str]:

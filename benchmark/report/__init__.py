@@ -33,7 +33,7 @@ from benchmark.report.comparison import (
     compare_published,
     write_comparison,
 )
-from benchmark.report.curves import DISCREPANCY_FIELDS, CellCurve, read_curves
+from benchmark.report.curves import DISCREPANCY_FIELDS, UNKNOWN_HARDWARE, CellCurve, read_curves
 from benchmark.report.figure_style import FigureStyle, figure_style, style_from_curves
 from benchmark.report.figures import (
     DPI,
@@ -63,6 +63,7 @@ from benchmark.report.render import (
     DEFINITIONS_NOTE,
     DISCREPANCY_NOTE,
     caption,
+    hardware_note,
     latex_escape,
     markdown_table,
     table2_latex,
@@ -97,6 +98,7 @@ __all__ = [
     "RATIO_METRICS",
     "RATIO_PAIRS",
     "SUMMARY_METRICS",
+    "UNKNOWN_HARDWARE",
     "CellCurve",
     "FigureStyle",
     "PublishedError",
@@ -110,6 +112,7 @@ __all__ = [
     "discrepancy_figure",
     "discrepancy_table",
     "figure_style",
+    "hardware_note",
     "latex_escape",
     "load_published",
     "log_published",

@@ -16,10 +16,13 @@ import numpy as np
 
 from asvp.discrepancy import SelectionDiscrepancy
 from benchmark.grid import FULL_DATA, Cell, Grid
-from benchmark.tracking import MlflowClient, finished_runs, metric_by_step
+from benchmark.tracking import HARDWARE_TAG, MlflowClient, finished_runs, metric_by_step
 
 DISCREPANCY_FIELDS = tuple(f.name for f in dataclasses.fields(SelectionDiscrepancy))
 """The selection-discrepancy regions a proxy cell logs (``discrepancy_<field>`` metrics)."""
+
+UNKNOWN_HARDWARE = "unknown (not recorded)"
+"""The hardware of a run made before runs recorded theirs (no ``env.hardware`` tag)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class CellCurve:
     """One finished run's curve, read back from MLflow.
 
     A full-data cell (``cell.config.pipeline == "full"``) has one budget, the pool size.
+    ``hardware`` is the label of what computed it (:func:`asvp.environment.hardware_label`).
     """
 
     cell: Cell
@@ -38,6 +42,7 @@ class CellCurve:
     updates_at: str
     discrepancy: dict[str, dict[int, float]]  # metric name -> labels -> value (proxy cells)
     run_id: str = ""
+    hardware: str = UNKNOWN_HARDWARE
 
 
 def _at(values: dict[int, float], budgets: np.ndarray, default: float | None) -> np.ndarray:
@@ -85,6 +90,7 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
                     if f"discrepancy_{name}" in run.data.metrics
                 },
                 run_id=run_id,
+                hardware=run.data.tags.get(HARDWARE_TAG, UNKNOWN_HARDWARE),
             )
         )
     return curves

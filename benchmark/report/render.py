@@ -1,5 +1,6 @@
 """Writing the report's tables: Table 2 as CSV, Markdown and LaTeX (booktabs) with its caption
-(prices, reference accuracies, the definitions note), and the selection-discrepancy table.
+(the hardware its runs came from, prices, reference accuracies, the definitions note), and the
+selection-discrepancy table.
 
 Input is the output of :mod:`benchmark.report.summary`; nothing here computes a metric.
 """
@@ -28,13 +29,33 @@ DISCREPANCY_NOTE = (
 )
 
 
-def caption(grid: Grid, references: list[str]) -> str:
-    """The table's caption (Markdown): prices, reference accuracies, the definitions note."""
+def hardware_note(hardware: dict[str, int]) -> str:
+    """The line under a table saying which hardware its runs came from, ``Hardware: <label>
+    (N runs); <label> (M runs)``, and, when more than one, a warning that differences between
+    its cells may come from the kernels (DESIGN.md, "Numbers that mean one thing"); "" for no
+    runs. ``hardware``: runs per hardware label (:attr:`ReportTable.hardware`)."""
+    if not hardware:
+        return ""
+    counts = "; ".join(f"{label} ({n} run{'s' * (n != 1)})" for label, n in hardware.items())
+    note = f"Hardware: {counts}."
+    if len(hardware) > 1:
+        note += (
+            f"\n\nWarning: cells of this table ran on different hardware: "
+            f"{', '.join(hardware)}; their differences may come from the kernels, not the method."
+        )
+    return note
+
+
+def caption(grid: Grid, references: list[str], hardware: dict[str, int] | None = None) -> str:
+    """The table's caption (Markdown): the hardware its runs came from (:func:`hardware_note`),
+    prices, reference accuracies, the definitions note."""
     costs = grid.costs
     prices = ", ".join(f"{k}: ${v}/device-hour" for k, v in sorted(costs.device_hour.items()))
     note = f" {costs.note}" if costs.note else ""
+    machines = hardware_note(hardware or {})
     return (
-        f"Grid `{grid.name}`. Prices: ${costs.label_price} per label x {costs.reviews_per_label} "
+        (f"{machines}\n\n" if machines else "")
+        + f"Grid `{grid.name}`. Prices: ${costs.label_price} per label x {costs.reviews_per_label} "
         f"review(s); {prices}.{note}\n\nReference (a*): {'; '.join(references)}.\n\n"
         f"{DEFINITIONS_NOTE}"
     )
@@ -102,7 +123,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.rows.fillna("")
     shown.to_csv(out_dir / "table2.csv", index=False)
-    text = caption(grid, table.references)
+    text = caption(grid, table.references, table.hardware)
     markdown = markdown_table(shown) + "\n\n" + text + "\n"
     (out_dir / "table2.md").write_text(markdown)
     (out_dir / "table2.tex").write_text(table2_latex(shown, text, f"tab:table2-{grid.name}"))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -67,12 +68,13 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
     """One row per run: its metrics against its dataset's seed-mean random baseline.
 
     Columns: dataset, pipeline (label), strategy (label), family (``CellConfig.pipeline``), seed,
-    run_id, device, device_hour_price, reference_budget (B, the random baseline's last budget),
-    reference_acc (a*), labels_needed (n), the :data:`SUMMARY_METRICS`, eval_hours,
-    eval_cost_usd and updates_at. Labelling cost = n x label price x reviews; training cost =
-    total cost (:func:`asvp.costs.total_cost`) - labelling cost. NaN where a run never reaches
-    a*, and for a full-data run everything but its accuracy. Rows: per dataset (sorted), random
-    first, full-data next, then the order of ``curves``. ``source`` names the grid in errors.
+    run_id, device, hardware (its label), device_hour_price, reference_budget (B, the random
+    baseline's last budget), reference_acc (a*), labels_needed (n), the
+    :data:`SUMMARY_METRICS`, eval_hours, eval_cost_usd and updates_at. Labelling cost = n x
+    label price x reviews; training cost = total cost (:func:`asvp.costs.total_cost`) -
+    labelling cost. NaN where a run never reaches a*, and for a full-data run everything but
+    its accuracy. Rows: per dataset (sorted), random first, full-data next, then the order of
+    ``curves``. ``source`` names the grid in errors.
     """
     rows = []
     for dataset in sorted({c.cell.config.dataset for c in curves}):
@@ -108,6 +110,7 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
                     "seed": c.cell.config.seed,
                     "run_id": c.run_id,
                     "device": c.device,
+                    "hardware": c.hardware,
                     "device_hour_price": price,
                     "reference_budget": reference,
                     "reference_acc": target,
@@ -150,10 +153,13 @@ def _fmt(mean: float, std: float, count: int, total: int, digits: int, prefix: s
 @dataclass(frozen=True)
 class ReportTable:
     """The table's rows and, per dataset, the random reference accuracy a* they are read at
-    (and the full-data upper bound where the grid has one)."""
+    (and the full-data upper bound where the grid has one); ``hardware``: how many of the
+    table's runs each hardware label computed, most first (DESIGN.md, "Numbers that mean one
+    thing": kernels differ between machines, so a table says which made it)."""
 
     rows: pd.DataFrame
     references: list[str]
+    hardware: dict[str, int] = field(default_factory=dict)
 
 
 # Table column -> (summary column, digits, prefix); the full-data row shows only accuracy.
@@ -171,7 +177,8 @@ _FULL_DATA_COLUMNS = ("final acc", "eval-only h", "eval-only cost (USD)")
 
 
 def table2(summaries: pd.DataFrame) -> ReportTable:
-    """One row per dataset x pipeline x strategy (random first), cells mean ± std over seeds."""
+    """One row per dataset x pipeline x strategy (random first), cells mean ± std over seeds;
+    the runs counted per hardware label."""
     rows = []
     references: list[str] = []
     keys = ["dataset", "pipeline", "strategy"]
@@ -197,7 +204,9 @@ def table2(summaries: pd.DataFrame) -> ReportTable:
                 f"{dataset}: full-data upper bound ({full['pipeline'].iloc[0]}, "
                 f"{len(full)} seed(s)) is {full['final_acc'].mean():.3f}"
             )
-    return ReportTable(pd.DataFrame(rows), references)
+    counts = Counter(summaries["hardware"])
+    hardware = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return ReportTable(pd.DataFrame(rows), references, hardware)
 
 
 def discrepancy_table(curves: list[CellCurve]) -> pd.DataFrame:

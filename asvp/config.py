@@ -103,6 +103,24 @@ class TriggerConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """How a cell computes: part of its arithmetic, so of its run key (``compute:``).
+
+    ``threads``: the torch intra-op threads that every part of the cell computes with
+    (fine-tuning, the proxy, the selection kernels), whichever executor runs it and however many
+    cells run beside it: a float reduction split over another number of threads adds in another
+    order, and one different pick changes every later round. ``deterministic``: torch's
+    deterministic algorithms where the ops have them (``warn_only``: an op without one warns);
+    on a GPU also deterministic cuDNN (no benchmark-chosen kernels) and cuBLAS's fixed
+    workspace (``CUBLAS_WORKSPACE_CONFIG``). :func:`asvp.compute.compute_settings` applies
+    them. Bit-identical results are promised on one machine, not across CPU models or GPUs.
+    """
+
+    threads: Count = 1
+    deterministic: bool = False
+
+
+@dataclass(frozen=True)
 class CellConfig:
     """Everything that determines one grid cell's results (its run key hashes this).
 
@@ -110,7 +128,8 @@ class CellConfig:
     ``discrepancy_analysis`` makes svpp and asvp cells also log what the just fine-tuned model
     would have selected (the paper's Figures 4-5; it costs one pool scoring per round).
     ``backbone_options`` are the backbone's keyword options (its checkpoint file, CLIP's
-    embedding, ...; :func:`asvp.models.backbones.load_backbone`).
+    embedding, ...; :func:`asvp.models.backbones.load_backbone`). ``compute`` fixes the threads
+    and determinism the cell computes with (:class:`ComputeConfig`).
 
     Where things are, not what they are (never part of a run key): ``data_root`` (the datasets'
     root folder), ``download`` (let torchvision download a missing dataset) and
@@ -134,6 +153,7 @@ class CellConfig:
     strategy_options: dict = field(default_factory=dict)
     discrepancy_analysis: bool = True
     backbone_options: dict = field(default_factory=dict)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     data_root: str = "data"
     download: bool = False
     keep_updated_features: bool = False

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
+from asvp.config import (
+    ComputeConfig,
+    FineTuneConfig,
+    LinearProbeConfig,
+    ProxyConfig,
+    TriggerConfig,
+)
 from asvp.data import available_datasets
 from asvp.options import declared_options
 from asvp.strategies import available_strategies
@@ -110,6 +116,7 @@ def test_example_grid_loads(tmp_path):
     assert grid.linear_probe == LinearProbeConfig()
     assert grid.proxy == ProxyConfig()
     assert grid.trigger == TriggerConfig(rule="logme", fraction=0.9, max_updates=1)
+    assert grid.compute == ComputeConfig(threads=1, deterministic=False)
     assert grid.costs == Costs(0.05, 1, {"cpu": 0.1}, "illustrative")
     assert grid.executor == ExecutorSettings("local", None)
     assert grid.tracking_uri is None
@@ -144,6 +151,7 @@ def test_minimal_grid_gets_defaults(tmp_path):
         ("linear_probe", LinearProbeConfig),
         ("proxy", ProxyConfig),
         ("trigger", TriggerConfig),
+        ("compute", ComputeConfig),
     ],
 )
 def test_section_schema_is_the_dataclass(tmp_path, key, cls):
@@ -169,7 +177,16 @@ UNBOUNDED = {(TriggerConfig, "threshold")}
 
 
 @pytest.mark.parametrize(
-    "cls", [FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig, Costs, ExecutorSettings]
+    "cls",
+    [
+        FineTuneConfig,
+        LinearProbeConfig,
+        ProxyConfig,
+        TriggerConfig,
+        ComputeConfig,
+        Costs,
+        ExecutorSettings,
+    ],
 )
 def test_every_numeric_field_declares_its_range(cls):
     """Ranges are declared next to the field (asvp.options), never in the grid checker: a
@@ -270,6 +287,7 @@ def test_params_are_flat_strings(tmp_path):
     assert svpp["proxy.hidden"] == "null"
     assert svpp["linear_probe.epochs"] == "10"
     assert svpp["results_version"] == str(RESULTS_VERSION)
+    assert (svpp["compute.threads"], svpp["compute.deterministic"]) == ("1", "false")
     assert not any(key.startswith("trigger.") for key in svpp)
     standard = next(c for c in cells if c.config.pipeline == "standard").params()
     assert not any(key.startswith(("proxy.", "linear_probe.")) for key in standard)
@@ -323,8 +341,17 @@ def test_run_key_ignores_non_scientific_settings(tmp_path, change):
         lambda d: d["datasets"][0].update(budgets=[20, 40, 60, 80, 120]),
         lambda d: d.update(image_size=64),
         lambda d: d["datasets"][0]["options"].update(split_seed=1),
+        lambda d: d.update(compute={"threads": 2}),
+        lambda d: d.update(compute={"deterministic": True}),
     ],
-    ids=["finetune.epochs", "budgets", "image_size", "dataset_options"],
+    ids=[
+        "finetune.epochs",
+        "budgets",
+        "image_size",
+        "dataset_options",
+        "compute.threads",
+        "compute.deterministic",
+    ],
 )
 def test_run_key_changes_with_shared_scientific_settings(tmp_path, change):
     before = keys_by_name(write(tmp_path, DEMO, "a.yaml"))
@@ -333,6 +360,26 @@ def test_run_key_changes_with_shared_scientific_settings(tmp_path, change):
     after = keys_by_name(write_data(tmp_path, data, "b.yaml"))
     assert after.keys() == before.keys()
     assert all(after[name] != before[name] for name in before)
+
+
+def test_compute_is_in_every_cells_run_key(tmp_path):
+    """How a cell computes (its threads, determinism) changes its arithmetic: every cell's key
+    holds it, whatever its pipeline, and the executor's settings never stand in for it."""
+    data = demo_data()
+    data["full_data"] = True
+    cells = expand_cells(load_grid(write_data(tmp_path, data)))
+    assert {c.config.pipeline for c in cells} == {"random", "full", "standard", "svpp", "asvp"}
+    for cell in cells:
+        assert scientific_config(cell.config)["compute"] == {"threads": 1, "deterministic": False}
+        faster = dataclasses.replace(cell.config, compute=ComputeConfig(threads=4))
+        assert run_key(faster) != cell.run_key
+
+
+def test_a_dataset_may_not_override_compute(tmp_path):
+    data = demo_data()
+    data["datasets"][0]["compute"] = {"threads": 4}
+    line = error_line(load_error(write_data(tmp_path, data)), "datasets[0].compute")
+    assert "unknown key 'compute'" in line
 
 
 def test_run_key_changes_with_seed_and_strategy(tmp_path):
@@ -389,6 +436,7 @@ def test_scientific_config_sections(tmp_path):
         "seed",
         "budgets",
         "finetune",
+        "compute",
     }
     assert sections[("random", "ft")] == base
     assert sections[("standard", "ft")] == base
@@ -488,7 +536,7 @@ def test_misspelt_top_level_key(tmp_path):
     assert "unknown key 'strategy'" in line
     assert "['random', 'margin', 'entropy']" in line
     assert "did you mean 'strategies'" in line
-    assert "allowed keys: backbone, baseline, costs, data_root, datasets," in line
+    assert "allowed keys: backbone, baseline, compute, costs, data_root, datasets," in line
     # the required key it replaced is missing too
     missing = error_line(load_error(write_data(tmp_path, data)), "strategies")
     assert "missing required key" in missing
@@ -561,6 +609,13 @@ def test_unknown_dataset_option(tmp_path):
             "ft, lpft",
         ),
         (lambda d: d["costs"].update(reviews_per_label=0), "costs.reviews_per_label", "0", ">= 1"),
+        (lambda d: d.update(compute={"threads": 0}), "compute.threads", "0", "an integer >= 1"),
+        (
+            lambda d: d.update(compute={"deterministic": "yes"}),
+            "compute.deterministic",
+            "'yes'",
+            "true or false",
+        ),
         (
             lambda d: d["costs"].update(device_hour={"gpu": "3$"}),
             "costs.device_hour.gpu",

@@ -167,6 +167,20 @@ def test_grid_executor_settings_become_sbatch_options(tmp_path):
         assert line in script, line
 
 
+def test_the_slurm_preflight_notes_jobs_with_fewer_cpus_than_the_cells_threads(tmp_path):
+    """A job given fewer CPUs than ``compute.threads`` computes the same, more slowly: a note
+    that names the datasets, not a problem that stops the run."""
+    path = write_grid(tmp_path, "threads", executor="{kind: slurm, cpus_per_task: 2}")
+    path.write_text(path.read_text() + "compute: {threads: 4}\n")
+    grid = load_grid(path)
+    executor = SlurmExecutor(grid, grid.executor)
+    (note,) = [note for note in executor.notes() if "compute.threads" in note]
+    assert "compute.threads is 4" in note and "mnist5k 2" in note
+    path.write_text(path.read_text().replace("threads: 4", "threads: 2"))
+    grid = load_grid(path)
+    assert not [n for n in SlurmExecutor(grid, grid.executor).notes() if "compute.threads" in n]
+
+
 def test_a_job_started_again_after_its_cell_finished_does_nothing(tmp_path):
     """SLURM may requeue a job whose cell has just finished (preempted while exiting)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

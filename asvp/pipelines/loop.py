@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from asvp.checkpoint import CellState, RoundCheckpoint, RoundLog
+from asvp.compute import compute_settings
 from asvp.config import CellConfig
 from asvp.data import Split, load_dataset
 from asvp.features import FeatureStore, pretrained_key, update_key
@@ -266,5 +267,7 @@ def run_cell(
     checkpoint: RoundCheckpoint | None = None,
 ) -> CellResult:
     """Run every round of one cell, continuing from ``checkpoint`` when it holds finished
-    rounds (see the module docstring)."""
-    return CellRunner(config, feature_store, torch.device(device), on_round, checkpoint).run()
+    rounds (see the module docstring), with the threads and determinism of ``config.compute``
+    (:func:`asvp.compute.compute_settings`), whoever calls it."""
+    with compute_settings(config.compute):
+        return CellRunner(config, feature_store, torch.device(device), on_round, checkpoint).run()

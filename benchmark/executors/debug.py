@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from benchmark.executors.base import Executor, Submission
-from benchmark.executors.job import CellJob, cpu_count, run_here
+from benchmark.executors.job import CellJob, run_here
 from benchmark.tracking import record_submission
 
 if TYPE_CHECKING:
@@ -15,12 +15,9 @@ if TYPE_CHECKING:
 
 
 class DebugExecutor(Executor):
-    """In this process, one cell after the other, with every core."""
+    """In this process, one cell after the other (each with its ``compute`` settings)."""
 
     kind = "debug"
-
-    def threads(self, jobs: int) -> int | None:
-        return cpu_count()
 
     def submit(
         self, client: MlflowClient, jobs: list[CellJob], report: Callable[[Submission], None]

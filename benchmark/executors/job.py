@@ -70,7 +70,9 @@ def cpu_count() -> int:
 class CellJob:
     """Runs one cell into its MLflow run, continuing from the cell's round checkpoint.
 
-    ``threads``: torch threads; None means ``SLURM_CPUS_PER_TASK`` (or all cores).
+    How the cell computes (its torch threads, determinism) is its config's ``compute`` section,
+    applied by :func:`asvp.pipelines.run_cell`, never the executor's: a cell alone, beside
+    others or requeued on another node computes alike.
     """
 
     cell: Cell
@@ -79,12 +81,9 @@ class CellJob:
     tracking_uri: str
     feature_store: str
     checkpoint_dir: str
-    threads: int | None = None
 
     def __call__(self) -> str:
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        slurm_cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
-        torch.set_num_threads(self.threads or slurm_cpus or cpu_count())
         client = connect()
         if run_state(client.get_run(self.run_id)) == STATE_FINISHED:
             return STATE_FINISHED  # requeued after finishing (say, preempted while exiting)
@@ -138,11 +137,15 @@ def prepare_jobs(
     cells: list[tuple[Cell, Run | None]],
     tracking_uri: str,
     fresh: bool,
-    threads: int | None,
+    threads: None = None,
 ) -> list[CellJob]:
     """A job per ``(cell, current run or None)``: the run to log into is the current one if it
     is unfinished (its checkpoint is kept: the job resumes), else a new run (``fresh``, or the
-    current one is finished), whose checkpoint directory is emptied."""
+    current one is finished), whose checkpoint directory is emptied.
+
+    ``threads`` is ignored (a cell's threads are its ``compute.threads``); it stays until
+    ``benchmark/cli.py`` stops passing ``executor.threads(...)``, which is always None now.
+    """
     experiment_id(client, grid.name)  # once here, not raced by the first jobs
     jobs = []
     for cell, current in cells:
@@ -158,7 +161,6 @@ def prepare_jobs(
                 tracking_uri=tracking_uri,
                 feature_store=str(Path(grid.feature_store).resolve()),
                 checkpoint_dir=str(directory),
-                threads=threads,
             )
         )
     return jobs

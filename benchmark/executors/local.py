@@ -1,9 +1,11 @@
 """The ``local`` executor: fresh processes on this machine, at most ``max_parallel`` at once.
 
-``max_parallel`` defaults to the CPU cores; each cell gets ``cores // max_parallel`` torch
-threads so that cells do not fight over the cores and their timings stay meaningful. A cell's
-output goes to ``<state_dir>/<grid>/logs/<run key>.log``; a worker that dies (killed, out of
-memory) fails its cell instead of stopping the grid.
+``max_parallel`` defaults to the CPU cores. How many cells run at once is all it decides: each
+cell computes with its grid's ``compute.threads`` (:class:`asvp.config.ComputeConfig`), so its
+results do not depend on how many run beside it; ``max_parallel x compute.threads`` above the
+cores only slows the cells down. A cell's output goes to
+``<state_dir>/<grid>/logs/<run key>.log``; a worker that dies (killed, out of memory) fails its
+cell instead of stopping the grid.
 """
 
 from __future__ import annotations
@@ -32,9 +34,6 @@ class LocalExecutor(Executor):
 
     def _parallel(self, jobs: int) -> int:
         return max(1, min(self.settings.max_parallel or cpu_count(), jobs or 1))
-
-    def threads(self, jobs: int) -> int | None:
-        return max(1, cpu_count() // self._parallel(jobs))
 
     def submit(
         self, client: MlflowClient, jobs: list[CellJob], report: Callable[[Submission], None]

@@ -142,9 +142,25 @@ class SlurmExecutor(Executor):
         return problems
 
     def notes(self) -> list[str]:
-        """The GPUs each dataset's jobs ask for."""
-        gpus = {name: s.gpus_per_node or 0 for name, s in self._dataset_settings().items()}
-        return ["SLURM GPUs per job: " + ", ".join(f"{k} {v}" for k, v in gpus.items())]
+        """The GPUs each dataset's jobs ask for, and the datasets whose jobs get fewer CPUs than
+        the cells' ``compute.threads``.
+
+        Too few CPUs is a note, not a problem: a cell computes with ``compute.threads`` whatever
+        it is given (the same results), only more slowly when its threads share fewer CPUs.
+        """
+        settings = self._dataset_settings()
+        gpus = {name: s.gpus_per_node or 0 for name, s in settings.items()}
+        notes = ["SLURM GPUs per job: " + ", ".join(f"{k} {v}" for k, v in gpus.items())]
+        threads = self.grid.compute.threads
+        short = {name: s.cpus_per_task for name, s in settings.items() if s.cpus_per_task < threads}
+        if short:
+            notes.append(
+                f"compute.threads is {threads} but SLURM CPUs per task are "
+                + ", ".join(f"{k} {v}" for k, v in short.items())
+                + ": those cells compute the same, more slowly; raise executor.cpus_per_task "
+                "(or the dataset's) to at least compute.threads"
+            )
+        return notes
 
     def _dataset_settings(self) -> dict[str, ExecutorSettings]:
         """Each dataset's settings: the grid's, with what the dataset sets for itself."""

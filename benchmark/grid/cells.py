@@ -107,6 +107,7 @@ def expand_cells(grid: Grid) -> list[Cell]:
                     linear_probe=sections["linear_probe"],
                     proxy=sections["proxy"],
                     trigger=dataclasses.replace(grid.trigger, **entry.trigger_overrides),
+                    compute=grid.compute,
                     data_root=str(Path(grid.data_root).resolve()),
                     download=grid.download,
                     keep_updated_features=grid.keep_updated_features,

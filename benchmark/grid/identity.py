@@ -5,6 +5,15 @@ pipeline does not use left out) and :data:`RESULTS_VERSION` (``DESIGN.md``, "Run
 tracking, resume"). Executor settings, resources, paths and the tracking URI are not part of
 it. Files are identified by what they are, not where they are. The helpers below make values
 JSON-ready and canonical, so that the same config always gives the same key.
+
+The grid's ``compute`` section (torch threads, deterministic algorithms;
+:class:`asvp.config.ComputeConfig`) is part of every cell's key: it changes a cell's
+arithmetic (a float sum split over another number of threads adds in another order, and one
+different pick changes every later round), so two runs under one key must have computed
+alike. It used to be decided by the executor (a local cell got ``cores // max_parallel``
+threads, a SLURM job its ``cpus_per_task``), so the same key stood for different numbers.
+Adding the section changed every run key without a :data:`RESULTS_VERSION` bump: the code's
+results did not change, the key's content did.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
     """The resolved settings that determine a cell's results, as JSON-ready data.
 
     Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
-    seed, budgets and finetune; strategy_options and backbone_options when given; plus the
+    seed, budgets, finetune and compute; strategy_options and backbone_options when given; plus the
     sections its pipeline says it uses (:meth:`asvp.pipelines.Pipeline.run_key_sections`:
     linear_probe when the train method is ``lpft`` or ``auto``, proxy and discrepancy_analysis
     for ``svpp`` and ``asvp``, trigger for ``asvp`` only). Sections a cell does not use are
@@ -61,6 +70,7 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
         "seed": config.seed,
         "budgets": config.budgets,
         "finetune": dataclasses.asdict(config.finetune),
+        "compute": dataclasses.asdict(config.compute),
     }
     if config.backbone_options:
         resolved["backbone_options"] = _named_by_file_name(config.backbone_options, "checkpoint")

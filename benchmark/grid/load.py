@@ -22,7 +22,13 @@ import dataclasses
 import os
 from pathlib import Path
 
-from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
+from asvp.config import (
+    ComputeConfig,
+    FineTuneConfig,
+    LinearProbeConfig,
+    ProxyConfig,
+    TriggerConfig,
+)
 from asvp.pipelines import PIPELINE_TRAIN_METHODS
 from asvp.trigger import check_ped_settings
 from benchmark.executors.settings import ExecutorSettings
@@ -94,6 +100,7 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         if entry.trigger_overrides:  # checked as merged over the grid's trigger section
             merged = dataclasses.replace(sections["trigger"], **entry.trigger_overrides)
             check_trigger(check, merged, f"pipelines[{i}].trigger")
+    compute = read_section(check, data.get("compute"), "compute", ComputeConfig)
     costs = read_section(check, data.get("costs"), "costs", Costs)
     executor = read_section(check, data.get("executor"), "executor", ExecutorSettings)
     tracking = read_section(check, data.get("tracking"), "tracking", TrackingSettings)
@@ -124,6 +131,7 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         linear_probe=sections["linear_probe"],
         proxy=sections["proxy"],
         trigger=sections["trigger"],
+        compute=compute,
         costs=costs,
         executor=executor,
         tracking=tracking,

@@ -39,6 +39,9 @@ every key::
     linear_probe: {}                 # LinearProbeConfig
     proxy: {}                        # ProxyConfig
     trigger: {rule: logme}           # TriggerConfig
+    compute: {threads: 1, deterministic: false}  # ComputeConfig: torch threads of every cell
+                                     # (whatever the executor), deterministic algorithms;
+                                     # in every run key; a dataset may not override it
     discrepancy_analysis: true       # svpp/asvp: also log the fine-tuned model's picks
     costs: {label_price: 0.05, reviews_per_label: 1, device_hour: {cpu: 0.1}, note: "..."}
     executor:                        # how cells run; never part of a run key
@@ -49,7 +52,7 @@ every key::
       qos: null                      # slurm: --qos
       constraint: null               # slurm: --constraint, e.g. "a100|h100"
       gpus_per_node: 1               # slurm: --gpus-per-node (null: none requested)
-      cpus_per_task: 8               # slurm: --cpus-per-task (also the cell's torch threads)
+      cpus_per_task: 8               # slurm: --cpus-per-task (>= compute.threads)
       mem_gb: 64                     # slurm: --mem (null: the partition's default)
       time_min: 240                  # slurm: --time; a job near it is requeued and resumes
       array_parallelism: 64          # slurm: tasks of the job array running at once
@@ -66,11 +69,14 @@ every key::
 
 Decisions written down here (``DESIGN.md`` leaves them open):
 
-- The schema of ``finetune``, ``linear_probe``, ``proxy`` and ``trigger`` is the dataclasses of
-  :mod:`asvp.config` (field names, annotated types with their ranges, defaults), that of
-  ``costs``, ``baseline`` and ``tracking`` the dataclasses below, and that of ``executor``
-  :class:`benchmark.executors.settings.ExecutorSettings`, so no key, range or default is
-  written twice (:mod:`asvp.options` reads them).
+- The schema of ``finetune``, ``linear_probe``, ``proxy``, ``trigger`` and ``compute`` is the
+  dataclasses of :mod:`asvp.config` (field names, annotated types with their ranges,
+  defaults), that of ``costs``, ``baseline`` and ``tracking`` the dataclasses below, and that
+  of ``executor`` :class:`benchmark.executors.settings.ExecutorSettings`, so no key, range or
+  default is written twice (:mod:`asvp.options` reads them).
+- ``compute`` is grid-wide: a dataset may not override it. It is how every cell computes
+  (its threads and determinism), part of every run key, and not a resource: the executor
+  decides how many cells run at once, never how a cell computes.
 - A dataset name may appear once per grid and a pipeline label once, so that run names are
   unique within a grid. A strategy may appear more than once with different options: its
   label (``badge`` or ``badge[candidates=5000]``) names it in run names and tables.
@@ -84,7 +90,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
+from asvp.config import (
+    ComputeConfig,
+    FineTuneConfig,
+    LinearProbeConfig,
+    ProxyConfig,
+    TriggerConfig,
+)
 from asvp.options import Range
 from asvp.pipelines import available_pipelines, get_pipeline
 from benchmark.executors.settings import EXECUTOR_KINDS, ExecutorSettings
@@ -125,9 +137,9 @@ GRID_PIPELINES: dict[str, tuple[str, ...]] = {
 # fmt: off
 TOP_LEVEL_KEYS = (
     "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
-    "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "costs", "executor",
-    "tracking", "feature_store", "state_dir", "discrepancy_analysis", "data_root", "download",
-    "keep_updated_features", "full_data",
+    "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "compute", "costs",
+    "executor", "tracking", "feature_store", "state_dir", "discrepancy_analysis", "data_root",
+    "download", "keep_updated_features", "full_data",
 )
 # fmt: on
 
@@ -242,6 +254,7 @@ class Grid:
     download: bool = False
     keep_updated_features: bool = False
     full_data: bool = False
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
     @property
     def tracking_uri(self) -> str | None:

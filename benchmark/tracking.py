@@ -44,8 +44,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import mlflow
 import numpy as np
@@ -65,6 +65,7 @@ STATE_RUNNING = "running"
 STATE_FINISHED = "finished"
 STATE_FAILED = "failed"
 STATE_SUPERSEDED = "superseded"
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "mlflow", "asvp-bench")
 ENV_TAG_PREFIX = "env."
 HARDWARE_TAG = f"{ENV_TAG_PREFIX}hardware"
@@ -387,9 +388,24 @@ def _logged_attempts(client: MlflowClient, run_id: str) -> list[dict[str, object
     written before attempts were recorded (package versions only)."""
     if not any(f.path == ENVIRONMENT_ARTIFACT for f in client.list_artifacts(run_id)):
         return []
-    with tempfile.TemporaryDirectory() as folder:
-        path = client.download_artifacts(run_id, ENVIRONMENT_ARTIFACT, folder)
-        return list(json.loads(Path(path).read_text()).get("attempts", []))
+    with _downloaded(client, run_id, ENVIRONMENT_ARTIFACT) as path:
+        return list(json.loads(path.read_text()).get("attempts", []))
+
+
+@contextmanager
+def _downloaded(client: MlflowClient, run_id: str, path: str) -> Iterator[Path]:
+    """The run's artifact ``path`` in a temporary folder, removed afterwards; without
+    MLflow's progress bar on stderr (one per download otherwise)."""
+    before = os.environ.get(_PROGRESS_BAR)
+    os.environ[_PROGRESS_BAR] = "false"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            yield Path(client.download_artifacts(run_id, path, folder))
+    finally:
+        if before is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = before
 
 
 def _package_versions() -> dict[str, str]:
@@ -416,9 +432,7 @@ def round_records(client: MlflowClient, run_id: str) -> list[dict]:
     :func:`CellLogger.log_round` wrote them), in round order; [] when it has none."""
     if not client.list_artifacts(run_id, "rounds"):
         return []
-    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no bar per run on stderr
-    with mock.patch.dict(os.environ, quiet), tempfile.TemporaryDirectory() as folder:
-        local = Path(client.download_artifacts(run_id, "rounds", folder))
+    with _downloaded(client, run_id, "rounds") as local:
         records = [json.loads(path.read_text()) for path in local.glob("round_*.json")]
     return sorted(records, key=lambda record: record["round"])
 

@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             _describe(statuses, todo)
             return 0
-        jobs = _prepare(client, grid, executor, todo, uri, args.force)
+        jobs = _prepare(client, grid, todo, uri, args.force)
         if executor.scheduler:
             submissions = _submit_to_scheduler(executor, client, jobs)
     if not executor.scheduler:
@@ -199,7 +199,6 @@ def _describe(statuses: list[CellStatus], todo: list[CellStatus]) -> None:
 def _prepare(
     client: MlflowClient,
     grid: Grid,
-    executor: Executor,
     todo: list[CellStatus],
     uri: str,
     force: bool,
@@ -210,7 +209,7 @@ def _prepare(
     if not todo:
         return []
     cells = [(status.cell, status.run) for status in todo]
-    return prepare_jobs(client, grid, cells, uri, force, executor.threads(len(todo)))
+    return prepare_jobs(client, grid, cells, uri, force)
 
 
 def _submit_to_scheduler(

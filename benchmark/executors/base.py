@@ -102,10 +102,6 @@ class Executor(ABC):
         self.grid = grid
         self.settings = settings
 
-    def threads(self, jobs: int) -> int | None:
-        """Torch threads per cell (None: decided in the job)."""
-        return None
-
     @abstractmethod
     def submit(
         self, client: MlflowClient, jobs: list[CellJob], report: Callable[[Submission], None]

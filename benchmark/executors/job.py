@@ -137,14 +137,11 @@ def prepare_jobs(
     cells: list[tuple[Cell, Run | None]],
     tracking_uri: str,
     fresh: bool,
-    threads: None = None,
 ) -> list[CellJob]:
     """A job per ``(cell, current run or None)``: the run to log into is the current one if it
     is unfinished (its checkpoint is kept: the job resumes), else a new run (``fresh``, or the
-    current one is finished), whose checkpoint directory is emptied.
-
-    ``threads`` is ignored (a cell's threads are its ``compute.threads``); it stays until
-    ``benchmark/cli.py`` stops passing ``executor.threads(...)``, which is always None now.
+    current one is finished), whose checkpoint directory is emptied. How each cell computes
+    (its threads, determinism) is its own ``compute`` section, never the executor's choice.
     """
     experiment_id(client, grid.name)  # once here, not raced by the first jobs
     jobs = []

@@ -167,6 +167,7 @@ def test_report_command_writes_everything_and_logs_once(tmp_path, uri, capsys):
         "discrepancy.csv",
         "discrepancy.md",
         "figures",
+        "paired.csv",
         "published_comparison.csv",
         "published_comparison.md",
         "table2.csv",
@@ -175,7 +176,8 @@ def test_report_command_writes_everything_and_logs_once(tmp_path, uri, capsys):
     ]
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == [
-        f"{kind}_mnist5k.png" for kind in ("accuracy", "cost", "discrepancy", "selection_time")
+        f"{kind}_mnist5k.png"
+        for kind in ("accuracy", "cost", "discrepancy", "pairwise", "selection_time")
     ]
     assert "Ratios between pipelines" in printed and "not comparable" in printed
     comparison = pd.read_csv(out / "published_comparison.csv")

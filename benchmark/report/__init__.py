@@ -6,10 +6,13 @@ as it is now, so runs of an older configuration never mix in. The modules, each 
 those above it:
 
 - :mod:`~benchmark.report.curves`: each finished run's curve (:func:`read_curves`);
+- :mod:`~benchmark.report.significance`: 95% intervals over seeds and paired tests between
+  pipelines (:func:`paired_tests`), which say which differences are within noise;
 - :mod:`~benchmark.report.summary`: per-seed metrics (:func:`seed_summaries`), Table 2
   (:func:`table2`), the discrepancy table, the metrics logged back into the runs;
 - :mod:`~benchmark.report.render`: the tables as CSV, Markdown and LaTeX (:func:`write_report`);
-- :mod:`~benchmark.report.figure_style` and :mod:`~benchmark.report.figures`: the PNG figures;
+- :mod:`~benchmark.report.figure_style`, :mod:`~benchmark.report.win_matrix` and
+  :mod:`~benchmark.report.figures`: the PNG figures;
 - :mod:`~benchmark.report.published` and :mod:`~benchmark.report.comparison`: the published
   values, logged to MLflow and compared with ours.
 
@@ -62,12 +65,31 @@ from benchmark.report.published import (
 from benchmark.report.render import (
     DEFINITIONS_NOTE,
     DISCREPANCY_NOTE,
+    PAIRED_NOTE,
+    STATISTICS_NOTE,
     caption,
     hardware_note,
     latex_escape,
     markdown_table,
+    significance_note,
     table2_latex,
     write_report,
+)
+from benchmark.report.significance import (
+    BETTER,
+    CONFIDENCE,
+    PAIRED_COLUMNS,
+    REFERENCE_FAMILIES,
+    TIE,
+    UNTESTED,
+    WORSE,
+    PairedTest,
+    confidence_interval,
+    marker,
+    paired_test,
+    paired_tests,
+    win_counts,
+    within_noise,
 )
 from benchmark.report.summary import (
     SUMMARY_METRICS,
@@ -78,10 +100,16 @@ from benchmark.report.summary import (
     seed_summaries,
     table2,
 )
+from benchmark.report.win_matrix import win_matrix, win_matrix_figure
 from benchmark.tracking import MlflowClient
 
 __all__ = [
+    "WORSE",
+    "UNTESTED",
+    "TIE",
+    "BETTER",
     "COLUMNS",
+    "CONFIDENCE",
     "DEFAULT_PUBLISHED",
     "DEFINITIONS_NOTE",
     "DISCREPANCY_FIELDS",
@@ -92,15 +120,20 @@ __all__ = [
     "GROUP_COLUMNS",
     "METRIC_UNITS",
     "NOT_STATED",
+    "PAIRED_COLUMNS",
+    "PAIRED_NOTE",
     "PAPER",
     "PIPELINE_FAMILIES",
     "PRICE_METRIC",
     "RATIO_METRICS",
     "RATIO_PAIRS",
+    "REFERENCE_FAMILIES",
+    "STATISTICS_NOTE",
     "SUMMARY_METRICS",
     "UNKNOWN_HARDWARE",
     "CellCurve",
     "FigureStyle",
+    "PairedTest",
     "PublishedError",
     "PublishedLog",
     "ReportError",
@@ -108,6 +141,7 @@ __all__ = [
     "accuracy_figure",
     "caption",
     "compare_published",
+    "confidence_interval",
     "cost_figure",
     "discrepancy_figure",
     "discrepancy_table",
@@ -119,14 +153,22 @@ __all__ = [
     "log_summaries",
     "make_report",
     "markdown_table",
+    "marker",
+    "paired_test",
+    "paired_tests",
     "read_curves",
     "seed_summaries",
     "selection_points",
     "selection_time_figure",
+    "significance_note",
     "source_short",
     "style_from_curves",
     "table2",
     "table2_latex",
+    "win_counts",
+    "win_matrix",
+    "win_matrix_figure",
+    "within_noise",
     "write_comparison",
     "write_figures",
     "write_report",
@@ -143,9 +185,9 @@ def make_report(
     ``out_dir``; returns the exit status (0; 1 with no finished run; 2 on unreportable runs or
     a malformed published-values file).
 
-    Writes ``table2.{csv,md,tex}``, ``discrepancy.{csv,md}`` (proxy cells),
-    ``figures/*.png``, ``published_comparison.{csv,md}``; logs the per-seed metrics into each
-    run and the published values (``published_path``, default
+    Writes ``table2.{csv,md,tex}``, ``discrepancy.{csv,md}`` (proxy cells), ``paired.csv``
+    (every paired test), ``figures/*.png``, ``published_comparison.{csv,md}``; logs the
+    per-seed metrics into each run and the published values (``published_path``, default
     ``results/published/asvp-tmlr2024.csv``, skipped with a note when an installation lacks
     it) into the MLflow experiment ``published``. The published file is read first, so a
     malformed one stops the report before anything is written.
@@ -168,8 +210,9 @@ def make_report(
         print(f"error: {error}", file=sys.stderr)
         return 2
     discrepancy = discrepancy_table(curves)
-    print(write_report(grid, table2(summaries), out_dir, discrepancy))
-    figures = write_figures(curves, summaries, discrepancy, out_dir / "figures")
+    paired = paired_tests(curves)
+    print(write_report(grid, table2(summaries, paired), out_dir, discrepancy, paired))
+    figures = write_figures(curves, summaries, discrepancy, out_dir / "figures", paired)
     print(f"logged {log_summaries(client, summaries)} new per-seed metric values into the runs")
     if published is not None:
         print(log_published(client, published, path.name).describe())

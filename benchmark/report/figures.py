@@ -12,6 +12,8 @@
 - ``discrepancy_<dataset>.png``: per proxy cell and budget, the proxy's picks and the
   fine-tuned model's picks split into both / proxy only / model only and by whether the proxy
   classifies them correctly; like the paper's Figures 4-5.
+- ``pairwise_<dataset>.png``: which pipeline is significantly more accurate than which, over
+  strategies and budgets (:mod:`benchmark.report.win_matrix`).
 
 Every function takes plain data (:class:`benchmark.report.CellCurve` lists or the DataFrames of
 :func:`benchmark.report.seed_summaries` and :func:`benchmark.report.discrepancy_table`) and
@@ -50,6 +52,7 @@ from benchmark.report.figure_style import (
     style_from_summaries,
     themed,
 )
+from benchmark.report.win_matrix import win_matrix_figure
 
 DPI = 150
 _BASELINES = (RANDOM, FULL_DATA)
@@ -440,10 +443,13 @@ def write_figures(
     summaries: pd.DataFrame,
     regions: pd.DataFrame,
     out_dir: Path,
+    paired: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write every figure of every dataset into ``out_dir`` (``<kind>_<dataset>.png``, 150 dpi)
     with one :class:`FigureStyle`; return the paths. A dataset without selecting cells gets no
-    selection-time figure, one without proxy cells no discrepancy figure."""
+    selection-time figure, one without proxy cells no discrepancy figure, one without paired
+    tests (``paired``, :func:`~benchmark.report.significance.paired_tests`) no pairwise
+    win matrix (:mod:`benchmark.report.win_matrix`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     style = style_from_curves(curves)
     written = []
@@ -456,6 +462,8 @@ def write_figures(
             figures["selection_time"] = selection_time_figure(summaries, dataset, style)
         if not regions.empty and (regions["dataset"] == dataset).any():
             figures["discrepancy"] = discrepancy_figure(regions, dataset)
+        if paired is not None and (paired["dataset"] == dataset).any():
+            figures["pairwise"] = win_matrix_figure(paired, dataset)
         for kind, figure in figures.items():
             path = out_dir / f"{kind}_{dataset}.png"
             figure.savefig(path, dpi=DPI, bbox_inches="tight")

@@ -46,17 +46,53 @@ def hardware_note(hardware: dict[str, int]) -> str:
     return note
 
 
-def caption(grid: Grid, references: list[str], hardware: dict[str, int] | None = None) -> str:
+STATISTICS_NOTE = (
+    "Cells: mean ± std over seeds and, in brackets, the 95% confidence interval of the mean "
+    "(Student t over the seeds that have a value, n-1 degrees of freedom; none for one value)."
+)
+
+PAIRED_NOTE = (
+    "vs X: this row's test accuracy against pipeline X's for the same strategy and seeds, at "
+    "each budget after the first (two-sided paired t-test over seeds, 95%, uncorrected): "
+    "▲ k/L = higher at k of the L budgets, ▼ = lower, ≈ 0/L = no budget differs (within noise)."
+)
+
+
+def significance_note(table: ReportTable) -> str:
+    """The paragraphs under a table saying how to read its intervals and paired markers, and
+    which of its differences are within noise (:attr:`ReportTable.within_noise`,
+    :attr:`ReportTable.ssr_within_noise`)."""
+    paragraphs = [STATISTICS_NOTE]
+    if any(str(column).startswith("vs ") for column in table.rows.columns):
+        paragraphs.append(PAIRED_NOTE)
+    if table.within_noise:
+        paragraphs.append(
+            "Within noise (no budget's paired difference is significant): "
+            + "; ".join(table.within_noise)
+            + "."
+        )
+    if table.ssr_within_noise:
+        paragraphs.append(
+            "SSR interval includes 0 (labels saved vs random not distinguishable from none): "
+            + "; ".join(table.ssr_within_noise)
+            + "."
+        )
+    return "\n\n".join(paragraphs)
+
+
+def caption(grid: Grid, table: ReportTable) -> str:
     """The table's caption (Markdown): the hardware its runs came from (:func:`hardware_note`),
-    prices, reference accuracies, the definitions note."""
+    how to read its statistics (:func:`significance_note`), prices, reference accuracies, the
+    definitions note."""
     costs = grid.costs
     prices = ", ".join(f"{k}: ${v}/device-hour" for k, v in sorted(costs.device_hour.items()))
     note = f" {costs.note}" if costs.note else ""
-    machines = hardware_note(hardware or {})
+    machines = hardware_note(table.hardware)
     return (
         (f"{machines}\n\n" if machines else "")
+        + f"{significance_note(table)}\n\n"
         + f"Grid `{grid.name}`. Prices: ${costs.label_price} per label x {costs.reviews_per_label} "
-        f"review(s); {prices}.{note}\n\nReference (a*): {'; '.join(references)}.\n\n"
+        f"review(s); {prices}.{note}\n\nReference (a*): {'; '.join(table.references)}.\n\n"
         f"{DEFINITIONS_NOTE}"
     )
 
@@ -75,21 +111,33 @@ _LATEX_SPECIALS = {
 }
 
 
+_LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "▲": r"$\blacktriangle$",
+    "▼": r"$\blacktriangledown$",
+    "≈": r"$\approx$",
+}
+
+
 def latex_escape(text: str) -> str:
-    """``text`` safe in LaTeX text mode: the special characters escaped, ``±`` as
-    ``$\\pm$``, Markdown code quotes dropped."""
+    """``text`` safe in LaTeX text mode: the special characters escaped, ``±``, ``▲``, ``▼``
+    and ``≈`` as math symbols (``▲``/``▼`` need amssymb), Markdown code quotes dropped."""
     escaped = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text.replace("`", ""))
-    return escaped.replace("±", r"$\pm$")
+    for symbol, command in _LATEX_SYMBOLS.items():
+        escaped = escaped.replace(symbol, command)
+    return escaped
 
 
 def table2_latex(table: pd.DataFrame, caption_text: str, label: str) -> str:
     """A booktabs ``table`` environment: text columns left, numbers right, a rule between
     datasets, the caption (paragraphs joined: a caption cannot hold a blank line). Needs
-    ``\\usepackage{booktabs,graphicx}``; the tabular is scaled to the text width."""
+    ``\\usepackage{booktabs,graphicx,amssymb}``; the tabular is scaled to the text width."""
     text_columns = {"dataset", "pipeline", "strategy", "feature updates at"}
-    spec = "".join("l" if c in text_columns else "r" for c in table.columns)
+    spec = "".join(
+        "l" if c in text_columns or str(c).startswith("vs ") else "r" for c in table.columns
+    )
     lines = [
-        "% asvp-bench Table 2; needs \\usepackage{booktabs} and \\usepackage{graphicx}",
+        "% asvp-bench Table 2; needs \\usepackage{booktabs,graphicx,amssymb}",
         "\\begin{table}[t]",
         "\\centering",
         "\\resizebox{\\textwidth}{!}{%",
@@ -116,14 +164,20 @@ def table2_latex(table: pd.DataFrame, caption_text: str, label: str) -> str:
 
 
 def write_report(
-    grid: Grid, table: ReportTable, out_dir: Path, discrepancy: pd.DataFrame | None = None
+    grid: Grid,
+    table: ReportTable,
+    out_dir: Path,
+    discrepancy: pd.DataFrame | None = None,
+    paired: pd.DataFrame | None = None,
 ) -> str:
     """Write ``table2.csv``, ``table2.md`` and ``table2.tex`` (and, when given and not empty,
-    ``discrepancy.csv`` and ``discrepancy.md``) into ``out_dir``; return the Table 2 Markdown."""
+    ``discrepancy.csv`` and ``discrepancy.md``, and ``paired.csv``: every budget's paired test,
+    :func:`~benchmark.report.significance.paired_tests`) into ``out_dir``; return the Table 2
+    Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.rows.fillna("")
     shown.to_csv(out_dir / "table2.csv", index=False)
-    text = caption(grid, table.references, table.hardware)
+    text = caption(grid, table)
     markdown = markdown_table(shown) + "\n\n" + text + "\n"
     (out_dir / "table2.md").write_text(markdown)
     (out_dir / "table2.tex").write_text(table2_latex(shown, text, f"tab:table2-{grid.name}"))
@@ -132,6 +186,8 @@ def write_report(
         (out_dir / "discrepancy.md").write_text(
             markdown_table(discrepancy) + "\n\n" + DISCREPANCY_NOTE
         )
+    if paired is not None and not paired.empty:
+        paired.to_csv(out_dir / "paired.csv", index=False)
     return markdown
 
 

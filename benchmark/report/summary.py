@@ -29,6 +29,14 @@ from asvp.metrics import (
 )
 from benchmark.grid import FULL_DATA, RANDOM, Costs
 from benchmark.report.curves import DISCREPANCY_FIELDS, CellCurve
+from benchmark.report.significance import (
+    PAIRED_COLUMNS,
+    REFERENCE_FAMILIES,
+    confidence_interval,
+    marker,
+    win_counts,
+    within_noise,
+)
 from benchmark.tracking import MlflowClient, log_changed_values
 
 SUMMARY_METRICS = (
@@ -143,10 +151,21 @@ def _costs_at(
     return labelling, total - labelling, total
 
 
-def _fmt(mean: float, std: float, count: int, total: int, digits: int, prefix: str = "") -> str:
+def _fmt(
+    values: pd.Series, total: int, digits: int, prefix: str = "", interval: bool = False
+) -> str:
+    """``mean ± std`` over the finite ``values`` (and, with ``interval``, the 95% confidence
+    interval ``[low, high]``); ``(k/N reached)`` when only k of the N seeds have a value; a lone
+    value alone (no spread to show)."""
+    mean, std, count = mean_std(values)
     if count == 0:
         return f"n/a (0/{total} reached)" if total else "n/a"
-    text = f"{prefix}{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{prefix}{mean:.{digits}f}"
+    if count > 1:
+        text += f" ± {std:.{digits}f}"
+    bounds = confidence_interval(values) if interval else None
+    if bounds is not None:
+        text += f" [{prefix}{bounds[0]:.{digits}f}, {prefix}{bounds[1]:.{digits}f}]"
     return text + (f" ({count}/{total} reached)" if count < total else "")
 
 
@@ -155,42 +174,58 @@ class ReportTable:
     """The table's rows and, per dataset, the random reference accuracy a* they are read at
     (and the full-data upper bound where the grid has one); ``hardware``: how many of the
     table's runs each hardware label computed, most first (DESIGN.md, "Numbers that mean one
-    thing": kernels differ between machines, so a table says which made it)."""
+    thing": kernels differ between machines, so a table says which made it).
+    ``within_noise``: the pairs of pipelines no budget's paired test separates
+    (:func:`~benchmark.report.significance.within_noise`); ``ssr_within_noise``: the rows whose
+    SSR interval includes 0 (no evidence of fewer, or more, labels than random)."""
 
     rows: pd.DataFrame
     references: list[str]
     hardware: dict[str, int] = field(default_factory=dict)
+    within_noise: list[str] = field(default_factory=list)
+    ssr_within_noise: list[str] = field(default_factory=list)
 
 
-# Table column -> (summary column, digits, prefix); the full-data row shows only accuracy.
+# Table column -> (summary column, digits, prefix, with a 95% interval); the full-data row
+# shows only accuracy. Hours are measurements of one run, not estimates of a mean: no interval.
 _TABLE_COLUMNS = {
-    "SSR": ("ssr", 3, ""),
-    "total cost (USD)": ("total_cost_usd", 2, "$"),
-    "cost saving vs random": ("cost_saving_vs_random", 3, ""),
-    "AUBC": ("aubc", 3, ""),
-    "final acc": ("final_acc", 3, ""),
-    "sampling h": ("sampling_hours", 4, ""),
-    "eval-only h": ("eval_hours", 4, ""),
-    "eval-only cost (USD)": ("eval_cost_usd", 4, "$"),
+    "SSR": ("ssr", 3, "", True),
+    "total cost (USD)": ("total_cost_usd", 2, "$", True),
+    "cost saving vs random": ("cost_saving_vs_random", 3, "", True),
+    "AUBC": ("aubc", 3, "", True),
+    "final acc": ("final_acc", 3, "", True),
+    "sampling h": ("sampling_hours", 4, "", False),
+    "eval-only h": ("eval_hours", 4, "", False),
+    "eval-only cost (USD)": ("eval_cost_usd", 4, "$", False),
 }
 _FULL_DATA_COLUMNS = ("final acc", "eval-only h", "eval-only cost (USD)")
 
 
-def table2(summaries: pd.DataFrame) -> ReportTable:
-    """One row per dataset x pipeline x strategy (random first), cells mean ± std over seeds;
-    the runs counted per hardware label."""
+def table2(summaries: pd.DataFrame, paired: pd.DataFrame | None = None) -> ReportTable:
+    """One row per dataset x pipeline x strategy (random first), cells mean ± std and 95%
+    interval over seeds; with ``paired`` (:func:`~benchmark.report.significance.paired_tests`),
+    a ``vs <pipeline>`` column per SVPp and standard-AL pipeline holding each row's
+    :func:`~benchmark.report.significance.marker` against it; the runs counted per hardware."""
+    counts = win_counts(paired if paired is not None else pd.DataFrame(columns=PAIRED_COLUMNS))
+    versus = _reference_pipelines(summaries, counts)
     rows = []
     references: list[str] = []
+    ssr_within_noise: list[str] = []
     keys = ["dataset", "pipeline", "strategy"]
     for (dataset, pipeline, strategy), members in summaries.groupby(keys, sort=False):
         family = members["family"].iloc[0]
         total = len(members)
         row = {"dataset": dataset, "pipeline": pipeline, "strategy": strategy, "seeds": total}
-        for column, (name, digits, prefix) in _TABLE_COLUMNS.items():
+        for column, (name, digits, prefix, interval) in _TABLE_COLUMNS.items():
             shown = family != FULL_DATA or column in _FULL_DATA_COLUMNS
-            row[column] = _fmt(*mean_std(members[name]), total, digits, prefix) if shown else ""
+            row[column] = _fmt(members[name], total, digits, prefix, interval) if shown else ""
         updates = sorted(set(members["updates_at"]))
         row["feature updates at"] = "; ".join(updates) if family == "asvp" else ""
+        for against in versus:
+            row[f"vs {against}"] = _marker_cell(counts, dataset, strategy, pipeline, against)
+        bounds = confidence_interval(members["ssr"])
+        if family != RANDOM and bounds is not None and bounds[0] <= 0.0 <= bounds[1]:
+            ssr_within_noise.append(f"{dataset} {pipeline} {strategy}")
         rows.append(row)
     for dataset, members in summaries.groupby("dataset", sort=False):
         first = members.iloc[0]
@@ -204,9 +239,43 @@ def table2(summaries: pd.DataFrame) -> ReportTable:
                 f"{dataset}: full-data upper bound ({full['pipeline'].iloc[0]}, "
                 f"{len(full)} seed(s)) is {full['final_acc'].mean():.3f}"
             )
-    counts = Counter(summaries["hardware"])
-    hardware = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-    return ReportTable(pd.DataFrame(rows), references, hardware)
+    hardware = Counter(summaries["hardware"])
+    return ReportTable(
+        pd.DataFrame(rows),
+        references,
+        dict(sorted(hardware.items(), key=lambda item: (-item[1], item[0]))),
+        within_noise(counts),
+        ssr_within_noise,
+    )
+
+
+def _reference_pipelines(summaries: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
+    """The pipeline labels Table 2 compares every row with: those of the SVPp, then the
+    standard-AL family that were tested against something."""
+    tested = set(counts["against"])
+    labels = summaries.drop_duplicates("pipeline")
+    return [
+        label
+        for family in REFERENCE_FAMILIES
+        for label in labels.loc[labels["family"] == family, "pipeline"]
+        if label in tested
+    ]
+
+
+def _marker_cell(
+    counts: pd.DataFrame, dataset: str, strategy: str, pipeline: str, against: str
+) -> str:
+    """The marker of ``pipeline`` against ``against`` for one strategy; "" when not compared."""
+    match = counts[
+        (counts["dataset"] == dataset)
+        & (counts["strategy"] == strategy)
+        & (counts["pipeline"] == pipeline)
+        & (counts["against"] == against)
+    ]
+    if match.empty:
+        return ""
+    row = match.iloc[0]
+    return marker(int(row["better"]), int(row["worse"]), int(row["budgets"]), int(row["seeds"]))
 
 
 def discrepancy_table(curves: list[CellCurve]) -> pd.DataFrame:

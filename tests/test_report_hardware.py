@@ -95,3 +95,14 @@ def test_report_reads_the_hardware_tags_and_counts_untagged_runs_as_unknown(tmp_
     line = "Hardware: " + "; ".join(f"{label} ({n} runs)" for label, n in counts) + "."
     assert line in printed and line in (out / "table2.md").read_text()
     assert WARNING in printed
+    comparison = (out / "published_comparison.md").read_text()
+    assert f"Ours: {line}" in comparison
+    every_run = client.search_runs([experiment], max_results=runs)
+    proxy_runs = [r for r in every_run if "/svpp-" in r.info.run_name]
+    proxy_xeon = sum(r.data.tags.get("env.hardware") == XEON for r in proxy_runs)
+    proxy_counts = sorted(
+        [(XEON, proxy_xeon), (UNKNOWN_HARDWARE, len(proxy_runs) - proxy_xeon)],
+        key=lambda c: (-c[1], c[0]),
+    )
+    proxy_line = "; ".join(f"{label} ({n} run{'s' * (n != 1)})" for label, n in proxy_counts if n)
+    assert f"Hardware: {proxy_line}." in (out / "discrepancy.md").read_text()

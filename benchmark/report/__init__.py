@@ -96,6 +96,7 @@ from benchmark.report.summary import (
     ReportError,
     ReportTable,
     discrepancy_table,
+    hardware_counts,
     log_summaries,
     seed_summaries,
     table2,
@@ -146,6 +147,7 @@ __all__ = [
     "discrepancy_figure",
     "discrepancy_table",
     "figure_style",
+    "hardware_counts",
     "hardware_note",
     "latex_escape",
     "load_published",
@@ -211,12 +213,15 @@ def make_report(
         return 2
     discrepancy = discrepancy_table(curves)
     paired = paired_tests(curves)
-    print(write_report(grid, table2(summaries, paired), out_dir, discrepancy, paired))
+    table = table2(summaries, paired)
+    proxy_hardware = hardware_counts(c.hardware for c in curves if c.discrepancy)
+    print(write_report(grid, table, out_dir, discrepancy, paired, proxy_hardware))
     figures = write_figures(curves, summaries, discrepancy, out_dir / "figures", paired)
     print(f"logged {log_summaries(client, summaries)} new per-seed metric values into the runs")
     if published is not None:
         print(log_published(client, published, path.name).describe())
-        print(write_comparison(compare_published(published, summaries), out_dir))
+        comparison = compare_published(published, summaries)
+        print(write_comparison(comparison, out_dir, table.hardware))
     _print_written(out_dir, figures)
     return 0
 

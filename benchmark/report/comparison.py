@@ -22,7 +22,7 @@ from benchmark.report.published import (
     PRICE_METRIC,
     source_short,
 )
-from benchmark.report.render import markdown_table
+from benchmark.report.render import hardware_note, markdown_table
 from benchmark.report.summary import SUMMARY_METRICS
 
 RATIO_PAIRS = (("asvp", "standard"), ("svpp", "standard"), ("asvp", "svpp"))
@@ -228,9 +228,12 @@ def _value_rows(record: dict, means: pd.DataFrame, summaries: pd.DataFrame) -> l
     return rows
 
 
-def write_comparison(comparison: pd.DataFrame, out_dir: Path) -> str:
+def write_comparison(
+    comparison: pd.DataFrame, out_dir: Path, hardware: dict[str, int] | None = None
+) -> str:
     """Write ``published_comparison.csv`` and ``published_comparison.md`` (``unknown`` for a
-    missing value) into ``out_dir``; return the Markdown."""
+    missing value, and the hardware our runs came from, ``hardware``, under the tables) into
+    ``out_dir``; return the Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = comparison.copy()
     for column in ("published", "ours", "difference"):
@@ -253,6 +256,7 @@ def write_comparison(comparison: pd.DataFrame, out_dir: Path) -> str:
             markdown_table(ratios) if not ratios.empty else "(no published ratio)",
             "## Published values",
             markdown_table(values) if not values.empty else "(no published value)",
+            *([f"Ours: {hardware_note(hardware)}"] if hardware else []),
         ]
     )
     (out_dir / "published_comparison.md").write_text(markdown + "\n")

@@ -169,9 +169,11 @@ def write_report(
     out_dir: Path,
     discrepancy: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
+    discrepancy_hardware: dict[str, int] | None = None,
 ) -> str:
     """Write ``table2.csv``, ``table2.md`` and ``table2.tex`` (and, when given and not empty,
-    ``discrepancy.csv`` and ``discrepancy.md``, and ``paired.csv``: every budget's paired test,
+    ``discrepancy.csv`` and ``discrepancy.md`` with the hardware of its runs,
+    ``discrepancy_hardware``, under it, and ``paired.csv``: every budget's paired test,
     :func:`~benchmark.report.significance.paired_tests`) into ``out_dir``; return the Table 2
     Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,8 +185,12 @@ def write_report(
     (out_dir / "table2.tex").write_text(table2_latex(shown, text, f"tab:table2-{grid.name}"))
     if discrepancy is not None and not discrepancy.empty:
         discrepancy.to_csv(out_dir / "discrepancy.csv", index=False)
+        machines = hardware_note(discrepancy_hardware or {})
         (out_dir / "discrepancy.md").write_text(
-            markdown_table(discrepancy) + "\n\n" + DISCREPANCY_NOTE
+            markdown_table(discrepancy)
+            + "\n\n"
+            + (f"{machines}\n\n" if machines else "")
+            + DISCREPANCY_NOTE
         )
     if paired is not None and not paired.empty:
         paired.to_csv(out_dir / "paired.csv", index=False)

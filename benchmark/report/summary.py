@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,14 +240,19 @@ def table2(summaries: pd.DataFrame, paired: pd.DataFrame | None = None) -> Repor
                 f"{dataset}: full-data upper bound ({full['pipeline'].iloc[0]}, "
                 f"{len(full)} seed(s)) is {full['final_acc'].mean():.3f}"
             )
-    hardware = Counter(summaries["hardware"])
     return ReportTable(
         pd.DataFrame(rows),
         references,
-        dict(sorted(hardware.items(), key=lambda item: (-item[1], item[0]))),
+        hardware_counts(summaries["hardware"]),
         within_noise(counts),
         ssr_within_noise,
     )
+
+
+def hardware_counts(labels: Iterable[str]) -> dict[str, int]:
+    """How many runs each hardware label computed, most first (then by label)."""
+    counts = Counter(labels)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _reference_pipelines(summaries: pd.DataFrame, counts: pd.DataFrame) -> list[str]:

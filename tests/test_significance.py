@@ -168,3 +168,16 @@ def test_the_win_matrix_counts_wins_over_strategies_and_is_drawn(tmp_path):
     written = write_figures(curves, summaries, paired.iloc[0:0], tmp_path, paired)
     assert tmp_path / "pairwise_cifar10.png" in written
     assert (tmp_path / "pairwise_cifar10.png").stat().st_size > 10_000
+
+
+def test_no_interval_when_a_seed_never_reached():
+    """A seed that never reached a* has no SSR: an interval of the others would flatter the
+    row, so the cell shows mean ± std and the count only."""
+    summaries = seed_summaries(_grid_of_three_seeds(), COSTS)
+    standard = (summaries["pipeline"] == "standard-ft").to_numpy()
+    before = table2(summaries).rows.set_index(["pipeline", "strategy"])
+    assert "[" in before.loc[("standard-ft", "margin"), "SSR"]  # every seed reached
+    summaries.loc[standard & (summaries["seed"] == 2).to_numpy(), "ssr"] = math.nan
+    rows = table2(summaries).rows.set_index(["pipeline", "strategy"])
+    cell = rows.loc[("standard-ft", "margin"), "SSR"]
+    assert cell.endswith("(2/3 reached)") and "[" not in cell and "±" in cell

@@ -48,7 +48,7 @@ def hardware_note(hardware: dict[str, int]) -> str:
 
 STATISTICS_NOTE = (
     "Cells: mean ± std over seeds and, in brackets, the 95% confidence interval of the mean "
-    "(Student t over the seeds that have a value, n-1 degrees of freedom; none for one value)."
+    "(Student t, n-1 degrees of freedom; none when a seed never reached, or for one seed)."
 )
 
 PAIRED_NOTE = (

@@ -155,16 +155,17 @@ def _costs_at(
 def _fmt(
     values: pd.Series, total: int, digits: int, prefix: str = "", interval: bool = False
 ) -> str:
-    """``mean ± std`` over the finite ``values`` (and, with ``interval``, the 95% confidence
-    interval ``[low, high]``); ``(k/N reached)`` when only k of the N seeds have a value; a lone
-    value alone (no spread to show)."""
+    """``mean ± std`` over the finite ``values`` and, with ``interval`` when every seed has a
+    value, the 95% confidence interval ``[low, high]``; ``(k/N reached)`` when only k of the N
+    seeds have one (no interval then: the seeds that never reached have no SSR, and an interval
+    of the others would flatter the row); a lone value alone (no spread to show)."""
     mean, std, count = mean_std(values)
     if count == 0:
         return f"n/a (0/{total} reached)" if total else "n/a"
     text = f"{prefix}{mean:.{digits}f}"
     if count > 1:
         text += f" ± {std:.{digits}f}"
-    bounds = confidence_interval(values) if interval else None
+    bounds = confidence_interval(values) if interval and count == total else None
     if bounds is not None:
         text += f" [{prefix}{bounds[0]:.{digits}f}, {prefix}{bounds[1]:.{digits}f}]"
     return text + (f" ({count}/{total} reached)" if count < total else "")
@@ -225,7 +226,8 @@ def table2(summaries: pd.DataFrame, paired: pd.DataFrame | None = None) -> Repor
         for against in versus:
             row[f"vs {against}"] = _marker_cell(counts, dataset, strategy, pipeline, against)
         bounds = confidence_interval(members["ssr"])
-        if family != RANDOM and bounds is not None and bounds[0] <= 0.0 <= bounds[1]:
+        reached = members["ssr"].notna().all()
+        if family != RANDOM and reached and bounds is not None and bounds[0] <= 0.0 <= bounds[1]:
             ssr_within_noise.append(f"{dataset} {pipeline} {strategy}")
         rows.append(row)
     for dataset, members in summaries.groupby("dataset", sort=False):

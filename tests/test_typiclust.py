@@ -199,3 +199,51 @@ def test_options_are_checked_by_signature_and_values():
     for key in ("max_clusters", "min_cluster_size", "neighbors", "kmeans_iterations"):
         with pytest.raises(ValueError, match=f"'typiclust': {key}: got -1; expected an integer >="):
             select("typiclust", _request(), {key: -1})
+
+
+# --------------------------------------------------------------------------- distance option
+
+
+def test_squared_distance_ranks_as_the_released_code():
+    """distance: squared is the mean squared distance to the K nearest neighbours (faiss
+    IndexFlatL2 in the authors' release); on this pool the two rankings differ."""
+    # row 0: neighbours at 1 and 1 (mean 1, mean square 1);
+    # row 1: neighbours at 0.2 and 1.7 (mean 0.95, mean square 1.465)
+    x = np.array([[0.0, 0.0], [10.0, 0.0], [10.2, 0.0], [8.3, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    rows = torch.from_numpy(x)
+    plain = np.array(_plain_mean_knn(x, 2))
+    squares = np.array(
+        [np.mean(sorted(((x[i] - np.delete(x, i, 0)) ** 2).sum(1))[:2]) for i in range(6)]
+    )
+    np.testing.assert_allclose(mean_knn_distance(rows, 2), plain, rtol=1e-12)
+    np.testing.assert_allclose(mean_knn_distance(rows, 2, squared=True), squares, rtol=1e-12)
+    clusters, free = np.zeros(6, dtype=int), np.zeros(6, dtype=bool)
+    free[[2, 3, 4, 5]] = True  # only rows 0 and 1 can be picked
+    euclidean = typiclust_pick(rows, clusters, free, 1, neighbors=2)
+    squared = typiclust_pick(rows, clusters, free, 1, neighbors=2, squared=True)
+    assert euclidean.tolist() == [1] and squared.tolist() == [0]
+
+
+def test_distance_option_default_keeps_the_picks_and_squared_changes_them():
+    req = _request(n=60, m=4, budget=6, seed=5)
+    options = {"max_clusters": 1, "min_cluster_size": 1, "neighbors": 5}
+    default = select("typiclust", req, options)
+    assert (
+        default.tolist() == select("typiclust", req, options | {"distance": "euclidean"}).tolist()
+    )
+    x = np.vstack([req.features.pool, req.features.labeled]).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    rows = torch.from_numpy(x)
+    for squared in (False, True):
+        spread = mean_knn_distance(rows, 5, squared=squared)[:60]
+        expected = req.pool_ids[np.argsort(spread, kind="stable")[:6]]
+        got = select("typiclust", req, options | {"distance": "squared"} if squared else options)
+        np.testing.assert_array_equal(got, expected)
+    assert select("typiclust", req, options | {"distance": "squared"}).tolist() != default.tolist()
+
+
+def test_distance_option_refuses_other_values():
+    with pytest.raises(ValueError, match="distance: got 'l1'; expected one of: euclidean, squared"):
+        check_strategy_options("typiclust", {"distance": "l1"})
+    with pytest.raises(ValueError, match="'typiclust': distance: got 'cosine'"):
+        select("typiclust", _request(), {"distance": "cosine"})

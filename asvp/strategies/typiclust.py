@@ -34,6 +34,14 @@ instead). A cluster's typicality is computed once, ``chunk_rows`` rows at a time
 Ranking uses the mean distance (smallest first, ties to the lowest position), the same order as
 ``1 / mean`` without dividing by zero for duplicates.
 
+The distance is an option, ``distance``: ``"euclidean"`` (the default: the paper's definition,
+and the ASVP history version's) or ``"squared"``, the mean *squared* Euclidean distance to the K
+nearest neighbours, which is what the authors' released code computes (``get_nn`` searches a
+faiss ``IndexFlatL2``, whose distances are squared L2, and ``get_mean_nn_dist`` averages them;
+its ``1 / (mean + 1e-5)`` ranks as the mean does). The nearest neighbours are the same under
+both; only the mean, and so the ranking, differs: an average of squares weighs a far neighbour
+more. The default keeps existing selections and run keys (which hold only the options given).
+
 Differences from the authors' code, on purpose:
 
 * they sorted the clusters once by (labelled count, -size) and then cycled through that list
@@ -49,7 +57,7 @@ Differences from the authors' code, on purpose:
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -86,9 +94,10 @@ KMEANS_INIT_SAMPLE = 15000
 
 
 def mean_knn_distance(
-    x: torch.Tensor, neighbors: int, *, chunk_rows: int | None = None
+    x: torch.Tensor, neighbors: int, *, chunk_rows: int | None = None, squared: bool = False
 ) -> np.ndarray:
-    """Mean Euclidean distance of every row of ``x`` to its ``neighbors`` nearest other rows.
+    """Mean Euclidean distance of every row of ``x`` to its ``neighbors`` nearest other rows
+    (with ``squared``, the mean squared Euclidean distance, as the TypiClust release computes).
 
     A row is never its own neighbour (its entry is excluded by position; a duplicate row still
     counts, at distance 0). ``neighbors`` must be ``< len(x)``; 0 gives zeros. Computed
@@ -113,7 +122,9 @@ def mean_knn_distance(
             d2.clamp_min_(0.0)
             d2[rows, rows + start] = torch.inf  # not its own neighbour
             nearest = d2.topk(neighbors, dim=1, largest=False).values
-            mean = nearest.sqrt_().double().mean(dim=1)
+            if not squared:
+                nearest.sqrt_()
+            mean = nearest.double().mean(dim=1)
             out[start : start + block.shape[0]] = mean.cpu().numpy()
     return out
 
@@ -126,6 +137,7 @@ def typiclust_pick(
     *,
     min_cluster_size: int = 5,
     neighbors: int = 20,
+    squared: bool = False,
     chunk_rows: int | None = None,
 ) -> np.ndarray:
     """TypiClust's pick rule (step 3 of the module docstring) for given clusters.
@@ -137,6 +149,8 @@ def typiclust_pick(
         budget: picks wanted.
         min_cluster_size: clusters with fewer rows are never picked from.
         neighbors: the ``K`` of the typicality, capped at ``size - 1`` per cluster.
+        squared: rank by the mean squared distance (the authors' release) instead of the mean
+            distance (the paper).
 
     Returns:
         at most ``budget`` distinct positions of unlabelled rows, in pick order (fewer when no
@@ -176,7 +190,10 @@ def typiclust_pick(
             rows = members[c]
             index = torch.from_numpy(rows).to(x.device)
             spread = mean_knn_distance(
-                x[index], min(int(neighbors), rows.size - 1), chunk_rows=chunk_rows
+                x[index],
+                min(int(neighbors), rows.size - 1),
+                chunk_rows=chunk_rows,
+                squared=squared,
             )
             free = ~labeled_mask[rows]
             ranked = rows[free][np.argsort(spread[free], kind="stable")]
@@ -195,12 +212,14 @@ def typiclust(
     min_cluster_size: Annotated[int, Range(ge=1)] = 5,
     neighbors: Annotated[int, Range(ge=1)] = 20,
     kmeans_iterations: Annotated[int, Range(ge=0)] = 20,
+    distance: Literal["euclidean", "squared"] = "euclidean",
 ) -> np.ndarray:
     """TypiClust-RP on the cell's features; see the module docstring.
 
     Options (ranges checked by :func:`.registry.select`): ``max_clusters`` caps k (500),
     ``min_cluster_size`` (5) excludes small clusters, ``neighbors`` is the typicality's K (20),
-    ``kmeans_iterations`` caps the Lloyd updates (20).
+    ``kmeans_iterations`` caps the Lloyd updates (20), ``distance`` is the typicality's
+    (``"euclidean"``, the paper's; ``"squared"``, the authors' released code's).
     """
     chosen = nothing_to_choose(request)
     if chosen is not None:
@@ -226,5 +245,6 @@ def typiclust(
         size,
         min_cluster_size=min_cluster_size,
         neighbors=neighbors,
+        squared=distance == "squared",
     )
     return pool_ids_at(request, fill_at_random(picks, n, size, request.rng))

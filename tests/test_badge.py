@@ -301,3 +301,37 @@ def test_cuda_equals_cpu():
         badge_min_sq_distances(probs, emb, [0, 5]),
         rtol=1e-9,
     )
+
+
+# --------------------------------------------------------------------------- first_pick option
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_largest_norm_first_pick_is_the_row_of_largest_embedding_norm(seed):
+    """first_pick: largest_norm is Ash et al.'s init_centers: argmax of ||g_i|| first."""
+    probs, emb = _data(seed, n=60)
+    largest = int(np.argmax(np.linalg.norm(gradient_embeddings(probs, emb), axis=1)))
+    got = badge_select(probs, emb, 12, np.random.default_rng(seed), first_pick="largest_norm")
+    assert got[0] == largest and np.unique(got).size == 12
+    again = badge_select(probs, emb, 12, np.random.default_rng(seed), first_pick="largest_norm")
+    np.testing.assert_array_equal(got, again)
+    request = _request(seed=seed)
+    picks = select("badge", request, {"first_pick": "largest_norm"})
+    g = gradient_embeddings(request.probs.numpy(), request.embeddings.pool.numpy())
+    assert picks[0] == request.pool_ids[int(np.argmax(np.linalg.norm(g, axis=1)))]
+
+
+def test_first_pick_default_is_uniform_and_bad_values_are_refused():
+    request = _request(seed=4)
+    default = select("badge", request)
+    uniform = select(
+        "badge", replace(request, rng=np.random.default_rng(4)), {"first_pick": "uniform"}
+    )
+    np.testing.assert_array_equal(default, uniform)
+    assert default[0] == request.pool_ids[int(np.random.default_rng(4).integers(50))]
+    with pytest.raises(
+        ValueError, match="'badge': first_pick: got 'max'; expected one of: largest_norm, uniform"
+    ):
+        select("badge", _request(), {"first_pick": "max"})
+    with pytest.raises(ValueError, match="first_pick must be"):
+        badge_select(*_data(0), 3, np.random.default_rng(0), first_pick="max")

@@ -41,6 +41,12 @@ Differences from the official code (``notes/official-code.md`` section 3), on pu
   N = 50k) and recomputed each row's minimum over all centres per pick (O(k^2 N)); here one
   O(N) vector is refreshed in passes, and no ``B x C x D`` block of embeddings exists (the
   official autograd embedding peaked at 4096 x 1000 x 2048, ~33 GB of GPU memory);
+* the first pick is uniform at random, as in the ASVP code's ``kmeans_plus`` (and k-means++);
+  Ash et al.'s released code (JordanAsh/badge, ``init_centers`` in
+  ``query_strategies/badge_sampling.py``) takes the row with the largest gradient-embedding norm
+  first (``np.argmax`` of the norms: the first such row on ties), then D^2 sampling as here. The
+  option ``first_pick: largest_norm`` gives theirs (``uniform``, the default, keeps existing
+  selections and run keys);
 * the official embedding was average-pooled from ``C x D`` to 16 x 32 (from "Active learning at
   the ImageNet scale"), and ``badge_partition_subset`` ran k-means++ in 20 partitions of 16k
   among 320,000 random candidates (under-selecting when ``budget`` was not a multiple of 20).
@@ -51,6 +57,7 @@ Differences from the official code (``notes/official-code.md`` section 3), on pu
 from __future__ import annotations
 
 from math import inf
+from typing import Literal
 
 import numpy as np
 import torch
@@ -286,6 +293,7 @@ def badge_select(
     chunk_rows: int | None = None,
     refresh_every: int = REFRESH_EVERY,
     max_rejections: int | None = None,
+    first_pick: str = "uniform",
 ) -> np.ndarray:
     """k-means++ seeding over the gradient embeddings of the rows (BADGE's selection).
 
@@ -298,8 +306,11 @@ def badge_select(
         refresh_every: accepted picks between two refreshes (default :data:`REFRESH_EVERY`).
         max_rejections: rejected proposals since the last refresh that force a refresh
             (default :func:`default_max_rejections` of N).
+        first_pick: ``"uniform"`` (k-means++, the ASVP code) or ``"largest_norm"`` (the row of
+            largest ``||g_i||``, the first on ties: Ash et al.'s released code).
 
-    Random numbers are drawn in this order: the first pick ``rng.integers(N)``; then per
+    Random numbers are drawn in this order: the first pick ``rng.integers(N)`` (none with
+    ``largest_norm``); then per
     proposal ``u = rng.random(2)``: the proposal is the first row whose cumulative
     ``D2_ref`` exceeds ``u[0] * sum(D2_ref)`` (``D2_ref``: the distance vector of the last
     refresh, 0 for rows picked before it), accepted iff it is unpicked and
@@ -315,6 +326,8 @@ def badge_select(
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if int(refresh_every) < 1:
         raise ValueError(f"refresh_every must be >= 1, got {refresh_every!r}")
+    if first_pick not in ("uniform", "largest_norm"):
+        raise ValueError(f"first_pick must be 'uniform' or 'largest_norm', got {first_pick!r}")
     with torch.no_grad():
         emb = _Factorised(probs, embeddings, check_chunk_rows(chunk_rows))
         n = emb.n
@@ -325,7 +338,10 @@ def badge_select(
         if target == 0:
             return np.empty(0, dtype=np.int64)
         picked = np.zeros(n, dtype=bool)
-        picks = [int(rng.integers(n))]
+        if first_pick == "uniform":
+            picks = [int(rng.integers(n))]
+        else:
+            picks = [int(np.argmax(emb.g2.cpu().numpy()))]  # first maximum on ties
         picked[picks[0]] = True
         pending = list(picks)  # picks since the last refresh
         recent = _Recent(emb, min(int(refresh_every), target))
@@ -363,14 +379,23 @@ def badge_select(
 
 
 @register_strategy("badge", needs=("probs", "embeddings"))
-def badge(request: SelectionRequest) -> np.ndarray:
+def badge(
+    request: SelectionRequest,
+    *,
+    first_pick: Literal["uniform", "largest_norm"] = "uniform",
+) -> np.ndarray:
     """BADGE: k-means++ seeding over the gradient embeddings of the unlabelled pool.
 
     Reads ``request.probs`` and the pool rows of ``request.embeddings`` (the selecting model's
     penultimate embeddings); draws from ``request.rng`` only (see :func:`badge_select`);
-    returns pool indices in pick order.
+    returns pool indices in pick order. Option ``first_pick``: ``uniform`` (default, the ASVP
+    code) or ``largest_norm`` (Ash et al.'s released code; see the module docstring).
     """
     positions = badge_select(
-        request.probs, request.embeddings.pool, int(request.budget), request.rng
+        request.probs,
+        request.embeddings.pool,
+        int(request.budget),
+        request.rng,
+        first_pick=first_pick,
     )
     return pool_ids_at(request, positions)

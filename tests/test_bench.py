@@ -15,8 +15,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from perf import cli_latency  # noqa: E402
-from perf.naive import naive_badge, naive_badge_min_sq_distances, naive_k_center  # noqa: E402
-from perf.selection import Row, render_table, run_child  # noqa: E402
+from perf.naive import (  # noqa: E402
+    naive_badge,
+    naive_badge_min_sq_distances,
+    naive_k_center,
+    running_min_k_center,
+)
+from perf.selection import (  # noqa: E402
+    BENCH_OPTIONS,
+    Row,
+    probcover_greedy_steps,
+    render_table,
+    run_child,
+)
 from perf.synthetic import load_pool, make_pool, parse_size, save_pool  # noqa: E402
 
 
@@ -32,6 +43,28 @@ def test_naive_k_center_equals_k_center_greedy():
     expected = kcenter.k_center_greedy(features, labeled, 40)
     picks = naive_k_center(features[20:], features[:20], 40)
     np.testing.assert_array_equal(picks + 20, expected)
+
+
+def test_running_min_k_center_equals_k_center_greedy_and_the_naive_one():
+    kcenter = pytest.importorskip("asvp.strategies.kcenter")
+    features = _rows(300, 8, seed=6)
+    expected = kcenter.k_center_greedy(features, np.arange(15), 60)
+    picks = running_min_k_center(features[15:], features[:15], 60)
+    np.testing.assert_array_equal(picks + 15, expected)
+    np.testing.assert_array_equal(picks, naive_k_center(features[15:], features[:15], 60))
+    whole = running_min_k_center(features[15:20], features[:15], 9)  # budget over the pool
+    assert sorted(whole.tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_probcover_benchmark_radius_leaves_the_greedy_work():
+    """On the 20k pool the benchmark's fixed radius leaves candidates uncovered by the labelled
+    rows, and the greedy picks an uncovered row at every one of the 1000 steps."""
+    delta = BENCH_OPTIONS["probcover"]["delta"]
+    steps = probcover_greedy_steps("20k", delta)
+    assert steps["delta"] == delta and steps["covered"] < 0.9
+    assert steps["greedy_steps"] == 1000
+    small = probcover_greedy_steps("400x8x3", None, budget=20)
+    assert 0 <= small["greedy_steps"] <= 20 and 0 <= small["covered"] <= 1
 
 
 def test_naive_badge_min_distances_equal_factorised():
@@ -113,6 +146,18 @@ def test_render_table():
     assert "skipped" in lines[4] and "quadratic: 20k only" in lines[4]
     assert "| timeout |" in lines[5]
     assert "peak GPU" in render_table(rows, gpu=True).splitlines()[0]
+    both = Row(
+        "coreset",
+        "20k×512",
+        ok,
+        naive={"seconds": 500.0},
+        naive_status="ok",
+        official={"seconds": 30.0},
+        official_status="ok",
+    )
+    line = render_table([both]).splitlines()[2]
+    assert "| 500.0 | 250× | 30.0 | 15× |" in line
+    assert "official-manner seconds" in render_table([both]).splitlines()[0]
 
 
 def test_cli_latency_measures_fresh_processes():

@@ -49,7 +49,8 @@ import numpy as np
 from asvp.timing import PhaseTimer
 
 from .document import write_section
-from .selection import DEFAULT_OUTPUT, GIB, _machine_line, machine_info, run_child
+from .selection import DEFAULT_OUTPUT, _machine_line, machine_info, run_child
+from .selection_table import GIB
 
 MODULE = "perf.proxy_round"
 SECTION = "proxy-round"

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asvp.data.base import ImageSet
+from asvp.data.transforms import ImageTransform, batch_generator
 
 WORKERS_ENV = "ASVP_DATA_WORKERS"
 """Environment variable that overrides the number of loader worker processes."""
@@ -115,8 +116,31 @@ class BatchOrder(Sampler[np.ndarray]):
             yield order[start:stop]
 
 
+class _NumberedBatches(Sampler[tuple[int, int, np.ndarray]]):
+    """A :class:`BatchOrder`'s batches as ``(epoch, batch, positions)``: the epoch (counted
+    from 0, when its first batch is requested) and the batch's place in it, from which the
+    batch's augmentation generator is derived wherever the batch is decoded."""
+
+    def __init__(self, order: BatchOrder) -> None:
+        super().__init__()
+        self._order = order
+        self._epoch = -1
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        for number, positions in enumerate(self._order):
+            if number == 0:
+                self._epoch += 1
+            yield self._epoch, number, positions
+
+
 class _Batches(Dataset):
-    """Decodes the batch at some positions of ``indices``: (images, pool rows as int64).
+    """Decodes one batch ``(epoch, batch, positions)`` of ``indices``: (images, pool rows as
+    int64). With ``augment_seed``, the images go through the training augmentation drawn from
+    :func:`~asvp.data.transforms.batch_generator` of (seed, epoch, batch); without, the test
+    transform.
 
     Runs in the worker processes (or the main process without workers); everything it holds
     is sent to them, so it must stay picklable (an :class:`ImageSet` and plain values).
@@ -126,19 +150,21 @@ class _Batches(Dataset):
         self,
         data: ImageSet,
         indices: np.ndarray,
-        image_size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
+        transform: ImageTransform,
+        augment_seed: int | None,
     ) -> None:
         self.data = data
         self.indices = indices
-        self.image_size = image_size
-        self.mean = mean
-        self.std = std
+        self.transform = transform
+        self.augment_seed = augment_seed
 
-    def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, batch: tuple[int, int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, number, positions = batch
         rows = self.indices[positions]
-        images = self.data.batch(rows, self.image_size, self.mean, self.std)
+        generator = (
+            None if self.augment_seed is None else batch_generator(self.augment_seed, epoch, number)
+        )
+        images = self.data.batch(rows, self.transform, generator)
         return images, torch.from_numpy(rows.astype(np.int64, copy=False))
 
 
@@ -153,9 +179,11 @@ class ImageBatchLoader:
     calls. Each iteration draws the next epoch's order from ``generator`` (``torch.randperm``
     of the positions in ``indices``, consecutive slices of ``batch_size``, a final batch of a
     single row dropped unless there is only one row) and yields ``(images, rows)``:
-    ``images`` is ``data.batch(indices[batch], image_size, mean, std)`` on ``device``
-    (channels-last on CUDA), ``rows`` the batch's pool indices as int64 on ``device`` (for
-    looking up labels there).
+    ``images`` is ``data.batch(indices[batch], transform, g)`` on ``device`` (channels-last
+    on CUDA), where ``g`` is None (the test transform) without ``augment_seed`` and else the
+    batch's own generator of (``augment_seed``, epoch, batch), so the augmentation does not
+    depend on the process that decodes it; ``rows`` the batch's pool indices as int64 on
+    ``device`` (for looking up labels there).
 
     The batches are bit-identical for any number of ``workers`` (0: decode in the main
     process): only the decoding runs in workers, the order comes from the main process, and
@@ -173,21 +201,20 @@ class ImageBatchLoader:
         data: ImageSet,
         indices: np.ndarray,
         batch_size: int,
-        image_size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
+        transform: ImageTransform,
         generator: torch.Generator | None,
         device: torch.device,
         workers: int,
+        augment_seed: int | None = None,
     ) -> None:
         indices = np.asarray(indices)
         cuda = device.type == "cuda"
         self.device = device
         self._memory_format = torch.channels_last if cuda else torch.preserve_format
         self._loader = DataLoader(
-            _Batches(data, indices, image_size, mean, std),
+            _Batches(data, indices, transform, augment_seed),
             batch_size=None,  # the sampler yields whole batches
-            sampler=BatchOrder(len(indices), batch_size, generator),
+            sampler=_NumberedBatches(BatchOrder(len(indices), batch_size, generator)),
             num_workers=workers,
             pin_memory=cuda,
             persistent_workers=workers > 0,

@@ -17,6 +17,7 @@ from torch import nn
 
 from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig
 from asvp.data import ImageSet
+from asvp.data.transforms import ImageTransform
 from asvp.features.extract import embedding_batches, extract_features, image_batches
 from asvp.loading import (
     BatchOrder,
@@ -144,29 +145,25 @@ def proxy_outputs(
 
 def classifier_outputs(
     model: Classifier,
-    backbone: Backbone,
     data: ImageSet,
     indices: np.ndarray,
-    image_size: int,
+    transform: ImageTransform,
     batch_size: int,
     device: torch.device,
     keep_embeddings: bool = False,
 ) -> ModelOutputs:
     """Softmax outputs (and backbone embeddings) of a fine-tuned classifier over
-    ``data[indices]``, eval mode, one forward pass."""
-    batches = embedding_batches(
-        model.backbone, backbone, data, indices, image_size, batch_size, device
-    )
+    ``data[indices]`` through the test transform, eval mode, one forward pass."""
+    batches = embedding_batches(model.backbone, data, indices, transform, batch_size, device)
     return _head_outputs(batches, model.head, len(indices), keep_embeddings)
 
 
 @torch.no_grad()
 def _recalibrate_batch_norm(
     network: nn.Module,
-    backbone: Backbone,
     data: ImageSet,
     indices: np.ndarray,
-    image_size: int,
+    transform: ImageTransform,
     config: LinearProbeConfig,
     device: torch.device,
 ) -> None:
@@ -182,7 +179,7 @@ def _recalibrate_batch_norm(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over all batches
     network.to(device).train()
-    for batch in image_batches(data, indices, backbone, image_size, config.batch_size, device):
+    for batch in image_batches(data, indices, transform, config.batch_size, device):
         network(batch)
     for norm, momentum in zip(norms, saved_momenta, strict=True):
         norm.momentum = momentum
@@ -193,14 +190,14 @@ def _linear_probe(
     backbone: Backbone,
     data: ImageSet,
     indices: np.ndarray,
-    image_size: int,
+    transform: ImageTransform,
     config: LinearProbeConfig,
     seed: int,
     device: torch.device,
 ) -> None:
     """LP stage of LP-FT: train ``model.head`` on the frozen backbone's features."""
-    _recalibrate_batch_norm(model.backbone, backbone, data, indices, image_size, config, device)
-    features = extract_features(backbone, data, indices, image_size, config.batch_size, device)
+    _recalibrate_batch_norm(model.backbone, data, indices, transform, config, device)
+    features = extract_features(backbone, data, indices, transform, config.batch_size, device)
     labels = torch.from_numpy(data.labels[indices]).to(device)
     _train_on_tensors(model.head, features, labels, config, seed + 1)
 
@@ -212,7 +209,7 @@ def fine_tune(
     method: str,
     config: FineTuneConfig,
     linear_probe: LinearProbeConfig,
-    image_size: int,
+    transform: ImageTransform,
     seed: int,
     device: torch.device,
     mixed_precision: bool = True,
@@ -223,6 +220,9 @@ def fine_tune(
     or ``lpft`` (linear probe first, then full fine-tuning from the probed head, Kumar et al.
     ICLR 2022, official ``training_mode 3``). The backbone is modified in place: pass a fresh
     copy with the pre-trained weights (cold start every round, as the official code does).
+    Training batches go through ``transform``'s augmentation, each batch's crops and flips
+    drawn from a generator of (``seed``, epoch, batch) (:mod:`asvp.data.transforms`), so they
+    are the same in loader workers and in the main process, and on a resume.
 
     Throughput (:mod:`asvp.loading`): batches are decoded ahead by data loader workers (on
     CUDA; the batches are bit-identical with or without them); on CUDA the model and batches
@@ -235,7 +235,7 @@ def fine_tune(
     torch.manual_seed(seed)
     model = Classifier(backbone.network, backbone.num_features, data.num_classes).to(device)
     if method == "lpft":
-        _linear_probe(model, backbone, data, indices, image_size, linear_probe, seed, device)
+        _linear_probe(model, backbone, data, indices, transform, linear_probe, seed, device)
     prepare_model(model, device)  # after the probe, whose extraction restores the layout
     optimizer = torch.optim.SGD(
         [
@@ -249,17 +249,15 @@ def fine_tune(
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), 0.1)
     labels = torch.from_numpy(data.labels).to(device)
     precision = MixedPrecision.for_device(device, mixed_precision)
-    prep = backbone.preprocessing
     loader = ImageBatchLoader(
         data,
         indices,
         config.batch_size,
-        image_size,
-        prep.mean,
-        prep.std,
+        transform,
         torch.Generator().manual_seed(seed),
         device,
         loader_workers(device),
+        augment_seed=seed,
     )
     model.train()
     with loader:

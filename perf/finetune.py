@@ -44,6 +44,7 @@ def images_per_second(
 
     from asvp.config import FineTuneConfig, LinearProbeConfig
     from asvp.data.images import ArrayImageSet
+    from asvp.data.transforms import ImageTransform, InputConfig
     from asvp.models.registry import IMAGENET, Backbone
     from asvp.training import fine_tune
 
@@ -67,7 +68,9 @@ def images_per_second(
             "ft",
             config,
             LinearProbeConfig(),
-            image_size,
+            ImageTransform(
+                InputConfig(image_size, "bilinear", 0.875, IMAGENET.mean, IMAGENET.std)
+            ),
             seed=0,
             device=torch.device(device),
             mixed_precision=mixed_precision,

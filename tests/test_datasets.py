@@ -22,6 +22,7 @@ from data_fixtures import (
     write_pets,
 )
 from PIL import Image
+from transform_data import transform_of
 
 from asvp.data import (
     ArrayImageSet,
@@ -36,7 +37,6 @@ from asvp.data import (
 )
 from asvp.data.cifar_lt import KEPT_INDICES_ARTIFACT, long_tail_counts
 from asvp.data.embedded import _mnist5k_arrays, stratified_split
-from asvp.data.images import eval_resize_size
 
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -274,12 +274,17 @@ def test_cifar_batches_scale_and_normalise_the_pixels(data_root):
     split = load_dataset("cifar10", root=data_root)
     mean, std = IMAGENET_NORM
     rows = np.array([3, 0, 7])
-    batch = split.pool.batch(rows, 32, mean, std)
+    batch = split.pool.batch(rows, transform_of(32, mean, std))
     pixels = torch.from_numpy(split.pool.images[rows]).permute(0, 3, 1, 2).float() / 255
     expected = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     assert batch.dtype == torch.float32
     torch.testing.assert_close(batch, expected)
-    assert split.pool.batch(rows, 224, mean, std).shape == (3, 3, 224, 224)  # "Resize 224"
+    assert split.pool.batch(rows, transform_of(224, mean, std)).shape == (
+        3,
+        3,
+        224,
+        224,
+    )  # "Resize 224"
 
 
 def test_cifar100_uses_the_fine_labels(data_root):
@@ -510,8 +515,8 @@ def test_imagefolder_refuses_different_classes(tmp_path):
 def test_fixture_classes_are_learnable(data_root):
     """A nearest-class-mean rule on the pixels separates the fixture's classes."""
     split = load_dataset("imagenet", root=data_root)
-    pool = split.pool.batch(np.arange(len(split.pool)), 16, *HALF).flatten(1)
-    test = split.test.batch(np.arange(len(split.test)), 16, *HALF).flatten(1)
+    pool = split.pool.batch(np.arange(len(split.pool)), transform_of(16, *HALF)).flatten(1)
+    test = split.test.batch(np.arange(len(split.test)), transform_of(16, *HALF)).flatten(1)
     means = torch.stack([pool[split.pool.labels == c].mean(0) for c in range(5)])
     predicted = torch.cdist(test, means).argmin(1).numpy()
     assert (predicted == split.test.labels).mean() >= 0.9
@@ -531,9 +536,10 @@ def test_file_batches_are_the_official_evaluation_transform(data_root):
     split = load_dataset("pets", root=data_root)
     mean, std = IMAGENET_NORM
     for size in (24, 224):
+        transform = transform_of(size, mean, std)
         official = T.Compose(
             [
-                T.Resize(eval_resize_size(size)),
+                T.Resize(transform.input.resize_size),
                 T.CenterCrop(size),
                 T.ToTensor(),
                 T.Normalize(mean, std),
@@ -542,8 +548,8 @@ def test_file_batches_are_the_official_evaluation_transform(data_root):
         expected = torch.stack(
             [official(Image.open(p).convert("RGB")) for p in split.pool.paths[:4]]
         )
-        torch.testing.assert_close(split.pool.batch(np.arange(4), size, mean, std), expected)
-    assert eval_resize_size(224) == 256
+        torch.testing.assert_close(split.pool.batch(np.arange(4), transform), expected)
+    assert transform_of(224, mean, std).input.resize_size == 256
 
 
 def test_a_constant_image_normalises_to_its_colour(tmp_path):
@@ -551,7 +557,7 @@ def test_a_constant_image_normalises_to_its_colour(tmp_path):
     path = _save(tmp_path, "flat.png", np.broadcast_to(colour, (30, 50, 3)).copy())
     images = FileImageSet((path,), np.zeros(1, dtype=np.int64), 1)
     mean, std = IMAGENET_NORM
-    batch = images.batch(np.array([0]), 16, mean, std)
+    batch = images.batch(np.array([0]), transform_of(16, mean, std))
     expected = (torch.tensor(colour / 255.0, dtype=torch.float32) - torch.tensor(mean)) / (
         torch.tensor(std)
     )
@@ -566,7 +572,7 @@ def test_the_crop_takes_the_centre_of_a_non_square_image(tmp_path, tall):
     bands[:, 60:, 2] = 255
     pixels = bands.transpose(1, 0, 2).copy() if tall else bands
     images = FileImageSet((_save(tmp_path, "bands.png", pixels),), np.zeros(1, np.int64), 1)
-    batch = images.batch(np.array([0]), 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    batch = images.batch(np.array([0]), transform_of(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
     green = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
     torch.testing.assert_close(batch, green, atol=1 / 255, rtol=0)
 
@@ -583,17 +589,24 @@ def test_grey_rgba_png_and_jpeg_files_become_rgb_batches_in_index_order(tmp_path
         _save(tmp_path, "grey.jpg", grey),
     )
     images = FileImageSet(paths, np.arange(4, dtype=np.int64), 4)
-    batch = images.batch(np.arange(4), 20, *HALF)
+    batch = images.batch(np.arange(4), transform_of(20, *HALF))
     assert batch.shape == (4, 3, 20, 20) and batch.dtype == torch.float32
     for row in (0, 3):
         assert torch.equal(batch[row, 0], batch[row, 1]) and torch.equal(
             batch[row, 0], batch[row, 2]
         )
     opaque = FileImageSet((_save(tmp_path, "opaque.png", rgba[..., :3]),), np.zeros(1, np.int64), 1)
-    torch.testing.assert_close(batch[1:2], opaque.batch(np.array([0]), 20, *HALF))  # alpha dropped
-    reordered = images.batch(np.array([2, 0, 3, 1]), 20, *HALF)
+    torch.testing.assert_close(
+        batch[1:2], opaque.batch(np.array([0]), transform_of(20, *HALF))
+    )  # alpha dropped
+    reordered = images.batch(np.array([2, 0, 3, 1]), transform_of(20, *HALF))
     torch.testing.assert_close(reordered, batch[[2, 0, 3, 1]])
-    assert images.batch(np.array([], dtype=np.int64), 20, *HALF).shape == (0, 3, 20, 20)
+    assert images.batch(np.array([], dtype=np.int64), transform_of(20, *HALF)).shape == (
+        0,
+        3,
+        20,
+        20,
+    )
     assert len(images) == 4
 
 
@@ -623,6 +636,6 @@ def test_mnist5k_ignores_the_root_and_its_batches_are_unchanged(tmp_path):
     rows = np.array([5, 0, 199, 42])
     for size, (mean, std) in ((28, HALF), (32, HALF), (64, IMAGENET_NORM)):
         assert torch.equal(
-            split.pool.batch(rows, size, mean, std),
+            split.pool.batch(rows, transform_of(size, mean, std)),
             _previous_batch(images[pool], rows, size, mean, std),
         )

@@ -5,11 +5,14 @@ import io
 import numpy as np
 import pytest
 import torch
+from transform_data import transform_of
 
 from asvp.data import load_dataset
 from asvp.features import extract_features
 from asvp.models.backbones import load_backbone
 from asvp.progress import Progress
+
+HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # EfficientNet-Lite0's normalisation
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,7 @@ def test_extraction_reports_progress_to_the_end(pool):
         load_backbone("efficientnet_lite0"),
         pool,
         np.arange(40),
-        32,
+        transform_of(32, *HALF),
         16,
         torch.device("cpu"),
         progress,
@@ -40,8 +43,12 @@ def test_extraction_reports_progress_to_the_end(pool):
 def test_cuda_extraction_with_autocast_and_channels_last_matches_float32(pool):
     backbone = load_backbone("efficientnet_lite0")
     rows = np.arange(40)
-    on_cpu = extract_features(backbone, pool, rows, 64, 16, torch.device("cpu"))
-    on_gpu = extract_features(backbone, pool, rows, 64, 16, torch.device("cuda"))
+    on_cpu = extract_features(
+        backbone, pool, rows, transform_of(64, *HALF), 16, torch.device("cpu")
+    )
+    on_gpu = extract_features(
+        backbone, pool, rows, transform_of(64, *HALF), 16, torch.device("cuda")
+    )
     assert on_gpu.dtype == torch.float32 and on_gpu.device.type == "cuda"
     relative = (on_gpu.cpu() - on_cpu).norm() / on_cpu.norm()
     assert relative < 0.02  # bfloat16 / float16 autocast, not a different network

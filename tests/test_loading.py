@@ -10,6 +10,7 @@ import pytest
 import torch
 from data_fixtures import write_image_folder
 from torch import nn
+from transform_data import transform_of
 
 from asvp.data.images import ArrayImageSet, FileImageSet
 from asvp.loading import (
@@ -54,7 +55,7 @@ def reference_batches(data, indices, batch_size, seed, epochs, generator=None):
             positions = order[start : start + batch_size]
             if len(positions) > 1 or len(indices) == 1:
                 rows = indices[positions]
-                batches.append((data.batch(rows, SIZE, MEAN, STD), rows))
+                batches.append((data.batch(rows, transform_of(SIZE, MEAN, STD)), rows))
     return batches
 
 
@@ -63,7 +64,13 @@ def loaded_batches(data, indices, batch_size, seed, epochs, workers, device="cpu
     generator = generator or torch.Generator().manual_seed(seed)
     batches = []
     with ImageBatchLoader(
-        data, indices, batch_size, SIZE, MEAN, STD, generator, torch.device(device), workers
+        data,
+        indices,
+        batch_size,
+        transform_of(SIZE, MEAN, STD),
+        generator,
+        torch.device(device),
+        workers,
     ) as loader:
         for _ in range(epochs):
             epoch = list(loader)
@@ -108,7 +115,7 @@ def test_a_final_single_row_batch_is_dropped_unless_it_is_the_only_row(count, ba
     indices = np.arange(3, 3 + count)
     generator = torch.Generator().manual_seed(0)
     loader = ImageBatchLoader(
-        data, indices, batch_size, SIZE, MEAN, STD, generator, torch.device("cpu"), 0
+        data, indices, batch_size, transform_of(SIZE, MEAN, STD), generator, torch.device("cpu"), 0
     )
     batches = list(loader)
     assert len(loader) == len(sizes)
@@ -127,11 +134,14 @@ def test_files_decode_the_same_in_worker_processes(tmp_path):
     assert_same_batches(through_workers, reference_batches(files, indices, 3, seed=2, epochs=2))
     # spawned (not forked) workers receive the set pickled
     copy = pickle.loads(pickle.dumps(files))
-    assert torch.equal(copy.batch(indices, SIZE, MEAN, STD), files.batch(indices, SIZE, MEAN, STD))
+    assert torch.equal(
+        copy.batch(indices, transform_of(SIZE, MEAN, STD)),
+        files.batch(indices, transform_of(SIZE, MEAN, STD)),
+    )
 
 
 class BrokenImages(ArrayImageSet):
-    def batch(self, indices, image_size, mean, std):
+    def batch(self, indices, transform, generator=None):
         raise ValueError(f"cannot decode image {indices[0]}: truncated file")
 
 
@@ -142,7 +152,13 @@ def test_an_error_in_a_worker_surfaces_with_its_message(workers):
     generator = torch.Generator().manual_seed(0)
     with (
         ImageBatchLoader(
-            broken, np.arange(4), 2, SIZE, MEAN, STD, generator, torch.device("cpu"), workers
+            broken,
+            np.arange(4),
+            2,
+            transform_of(SIZE, MEAN, STD),
+            generator,
+            torch.device("cpu"),
+            workers,
         ) as loader,
         pytest.raises(ValueError, match=r"cannot decode image \d: truncated file"),
     ):
@@ -153,7 +169,13 @@ def test_close_stops_the_worker_processes():
     before = {child.pid for child in multiprocessing.active_children()}
     generator = torch.Generator().manual_seed(0)
     loader = ImageBatchLoader(
-        random_images(), np.arange(12), 4, SIZE, MEAN, STD, generator, torch.device("cpu"), 2
+        random_images(),
+        np.arange(12),
+        4,
+        transform_of(SIZE, MEAN, STD),
+        generator,
+        torch.device("cpu"),
+        2,
     )
     with loader:
         list(loader)
@@ -296,7 +318,7 @@ def test_fine_tune_with_loader_workers_equals_fine_tune_in_the_main_process(monk
             "lpft",
             config,
             LinearProbeConfig(epochs=1),
-            image_size=32,
+            transform=transform_of(32, (0.5,) * 3, (0.5,) * 3),
             seed=5,
             device=torch.device("cpu"),
         )
@@ -311,10 +333,10 @@ def test_ordered_loader_gives_every_row_in_order_with_any_workers():
     in order, a final single row included."""
     data = random_images(count=21)
     indices = np.arange(20, -1, -1)
-    expected = data.batch(indices, 8, MEAN, STD)
+    expected = data.batch(indices, transform_of(8, MEAN, STD))
     for workers in (0, 2):
         with ImageBatchLoader(
-            data, indices, 5, 8, MEAN, STD, None, torch.device("cpu"), workers
+            data, indices, 5, transform_of(8, MEAN, STD), None, torch.device("cpu"), workers
         ) as loader:
             batches = list(loader)
         assert [len(rows) for _, rows in batches] == [5, 5, 5, 5, 1]

@@ -65,10 +65,10 @@ mapped = np.load(sys.argv[1], mmap_mode="r")
 with AnonymousPeak() as reading:
     total = sum(float(mapped[i].max()) for i in range(len(mapped)))  # every page read
 base = anonymous_bytes()
-with AnonymousPeak() as allocating:
-    block = np.ones(96 << 20, dtype=np.uint8)  # 96 MiB, every page written
-    block[::4096] = 2
-    del block
+with AnonymousPeak() as allocating:  # the block is freed after the end sample: its peak is
+    block = np.ones(96 << 20, dtype=np.uint8)  # seen even if the sampler thread never ran
+    block[::4096] = 2  # 96 MiB, every page written
+del block
 print(json.dumps([total, reading.bytes - base, allocating.bytes - base]))
 """
 

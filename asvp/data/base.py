@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from asvp.data.transforms import ImageTransform
 from asvp.options import Option, OptionError, OptionsError, check_options, declared_options
 
 DEFAULT_DATA_ROOT = Path("data")
@@ -41,11 +42,11 @@ class ImageSet(ABC):
     """Labelled images that the pipelines read in batches.
 
     ``labels`` are int64 class indices in ``0..num_classes-1``, one per image; row ``i`` of
-    ``labels`` is the image that ``batch([i], ...)`` returns. Every batch goes through one
-    deterministic transform, for training as well as for feature extraction and testing: the
-    project trains without augmentation, unlike the official code's random-resized-crop +
-    horizontal-flip training transform (``notes/official-code.md`` section 4). A subclass says
-    how its images become pixels (:meth:`pixels`); the normalisation is the same for all.
+    ``labels`` is the image that ``batch([i], ...)`` returns. A batch goes through the test
+    transform of an :class:`~asvp.data.transforms.ImageTransform` (feature extraction, pool
+    scoring, evaluation) or, given a generator, through its training augmentation, every crop
+    and flip drawn from that generator (:mod:`asvp.data.transforms`). A subclass says how its
+    images become pixels (:meth:`pixels`); the normalisation is the same for all.
     """
 
     labels: np.ndarray
@@ -57,22 +58,29 @@ class ImageSet(ABC):
     def batch(
         self,
         indices: np.ndarray,
-        image_size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
+        transform: ImageTransform,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """The images at ``indices`` as a normalised float32 batch (B, 3, size, size).
 
-        Pixels are scaled to [0, 1] (:meth:`pixels`), then normalised per channel:
-        ``(x - mean) / std``.
+        Pixels are scaled to [0, 1] (:meth:`pixels`), then normalised per channel with the
+        transform's input config: ``(x - mean) / std``. Without ``generator``, the test
+        transform; with one, the training augmentation drawn from it.
         """
-        mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-        std_t = torch.tensor(std).view(1, 3, 1, 1)
-        return (self.pixels(indices, image_size) - mean_t) / std_t
+        config = transform.input
+        mean_t = torch.tensor(config.mean).view(1, 3, 1, 1)
+        std_t = torch.tensor(config.std).view(1, 3, 1, 1)
+        return (self.pixels(indices, transform, generator) - mean_t) / std_t
 
     @abstractmethod
-    def pixels(self, indices: np.ndarray, image_size: int) -> torch.Tensor:
-        """The images at ``indices`` as float32 (B, 3, size, size) in [0, 1], in that order."""
+    def pixels(
+        self,
+        indices: np.ndarray,
+        transform: ImageTransform,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The images at ``indices`` as float32 (B, 3, size, size) in [0, 1], in that order:
+        the test transform without ``generator``, the training augmentation with one."""
 
 
 def check_rows(rows: Sized, labels: np.ndarray, what: str) -> None:

@@ -1,15 +1,15 @@
 """The two kinds of :class:`~asvp.data.base.ImageSet`: images in memory, images in files.
 
-- :class:`ArrayImageSet` holds uint8 pixels in memory (MNIST, CIFAR) and resizes the whole
-  image to S x S (bilinear, antialiased). For CIFAR at 224 px this is the upsampling of the
-  official code's test transform ("Resize 224", ``notes/official-code.md`` section 4).
-- :class:`FileImageSet` decodes image files with PIL (ImageNet, Pets, own folders) through the
-  official evaluation transform: resize the shorter side to round(S * 256 / 224) (256 for
-  S = 224; bilinear, antialiased), centre-crop S x S.
+- :class:`ArrayImageSet` holds uint8 pixels in memory (MNIST, CIFAR). Its test transform
+  resizes the whole image to the input size (antialiased); for CIFAR at 224 px this is the
+  upsampling of the official code's test transform ("Resize 224", ``notes/official-code.md``
+  section 4). Training crops and flips are tensor operations on the native image.
+- :class:`FileImageSet` decodes image files with PIL (ImageNet, Pets, own folders). Its test
+  transform is the official evaluation transform: the shorter side resized to the input
+  config's ``resize_size`` (256 for 224 at crop fraction 0.875), centre-cropped to the input
+  size. Training crops and flips are torchvision's functional operations on the PIL image.
 
-Both are used with the same deterministic transform for training, feature extraction and
-testing. The official code trains with random-resized-crop + horizontal flip; this project
-trains without augmentation (see :class:`~asvp.data.base.ImageSet`). PIL and torchvision are
+The random draws of both come from :mod:`asvp.data.transforms`. PIL and torchvision are
 imported where files are decoded, so that importing :mod:`asvp.data` stays light.
 """
 
@@ -20,12 +20,25 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from asvp.data.base import ImageSet, check_rows
+from asvp.data.transforms import (
+    Augmentation,
+    ImageDraw,
+    ImageTransform,
+    InputConfig,
+    augment_tensor,
+    draw_images,
+    resize,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
 
 MAX_DECODE_THREADS = 8
 """Threads that decode one batch of files (PIL releases the GIL while decoding/resizing)."""
@@ -49,43 +62,90 @@ class ArrayImageSet(ImageSet):
     def __post_init__(self) -> None:
         check_rows(self.images, self.labels, "images")
 
-    def pixels(self, indices: np.ndarray, image_size: int) -> torch.Tensor:
-        """Grey images are repeated over three channels; the whole image is resized to
-        size x size, bilinear with antialiasing (no crop)."""
+    def pixels(
+        self,
+        indices: np.ndarray,
+        transform: ImageTransform,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Grey images are repeated over three channels. Test transform: the whole image
+        resized to the input size (no crop). Training: each image's crop, resize and flip
+        (:func:`~asvp.data.transforms.augment_tensor`), drawn image by image from
+        ``generator``."""
         pixels = torch.from_numpy(self.images[indices]).float().div_(255.0)
         if pixels.ndim == 3:
             pixels = pixels.unsqueeze(1).expand(-1, 3, -1, -1)
         else:
             pixels = pixels.permute(0, 3, 1, 2)
-        if pixels.shape[-1] != image_size or pixels.shape[-2] != image_size:
-            pixels = F.interpolate(
-                pixels, size=(image_size, image_size), mode="bilinear", antialias=True
-            )
-        return pixels
+        config, augmentation = transform.input, transform.augmentation
+        if generator is None or augmentation.kind == "none" or len(pixels) == 0:
+            return resize(pixels, config.size, config.interpolation)
+        height, width = pixels.shape[-2:]
+        draws = draw_images(augmentation, [(height, width)] * len(pixels), generator)
+        return torch.stack(
+            [
+                augment_tensor(image, draw, augmentation, config.size, config.interpolation)
+                for image, draw in zip(pixels, draws, strict=True)
+            ]
+        )
 
 
-def eval_resize_size(image_size: int) -> int:
-    """The shorter side before the centre crop: 256 for 224 (Resize 256 + CenterCrop 224)."""
-    return round(image_size * 256 / 224)
-
-
-def decode_eval_image(path: str, image_size: int) -> np.ndarray:
-    """One image file through the evaluation transform, as uint8 (size, size, 3).
-
-    Any mode PIL reads (grey, palette, RGBA, CMYK) is converted to RGB first, as torchvision's
-    ``ImageFolder`` loader does. Resize and crop are torchvision's own functions on the PIL
-    image, i.e. exactly ``Resize(round(S*256/224)) + CenterCrop(S)`` of the official code.
-    """
-    import torchvision.transforms.functional as TF
-    from PIL import Image
+def _interpolation(name: str) -> InterpolationMode:
+    """torchvision's enum for an :data:`~asvp.data.transforms.Interpolation` name."""
     from torchvision.transforms import InterpolationMode
 
+    return InterpolationMode(name)
+
+
+def _rgb(path: str) -> Image.Image:
+    """The file as an RGB PIL image: any mode PIL reads (grey, palette, RGBA, CMYK) converted,
+    as torchvision's ``ImageFolder`` loader does."""
+    from PIL import Image
+
     with Image.open(path) as image:
-        rgb = image.convert("RGB")
+        return image.convert("RGB")
+
+
+def image_size_of(path: str) -> tuple[int, int]:
+    """The (height, width) of an image file, read from its header (nothing decoded)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    return height, width
+
+
+def decode_eval_image(path: str, config: InputConfig) -> np.ndarray:
+    """One image file through the test transform, as uint8 (size, size, 3): torchvision's
+    ``Resize(config.resize_size) + CenterCrop(config.size)`` with the config's interpolation
+    (antialiased), on the PIL image."""
+    import torchvision.transforms.functional as TF
+
     rgb = TF.resize(
-        rgb, eval_resize_size(image_size), interpolation=InterpolationMode.BILINEAR, antialias=True
+        _rgb(path), config.resize_size, interpolation=_interpolation(config.interpolation)
     )
-    rgb = TF.center_crop(rgb, [image_size, image_size])
+    rgb = TF.center_crop(rgb, [config.size, config.size])
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_train_image(
+    path: str, draw: ImageDraw, augmentation: Augmentation, config: InputConfig
+) -> np.ndarray:
+    """One image file through its training draw, as uint8 (size, size, 3): torchvision's
+    functional crop (zero padding first for ``random_crop``), resize to the input size and
+    horizontal flip, on the PIL image."""
+    import torchvision.transforms.functional as TF
+
+    rgb = _rgb(path)
+    if augmentation.kind == "random_crop" and augmentation.padding:
+        rgb = TF.pad(rgb, augmentation.padding, fill=0)
+    if draw.box is not None:
+        rgb = TF.crop(rgb, *draw.box)
+    rgb = TF.resize(
+        rgb, [config.size, config.size], interpolation=_interpolation(config.interpolation)
+    )
+    if draw.flip:
+        rgb = TF.hflip(rgb)
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -106,18 +166,34 @@ class FileImageSet(ImageSet):
     def __post_init__(self) -> None:
         check_rows(self.paths, self.labels, "paths")
 
-    def pixels(self, indices: np.ndarray, image_size: int) -> torch.Tensor:
-        """The files at ``indices`` decoded, resized (shorter side) and centre-cropped."""
+    def pixels(
+        self,
+        indices: np.ndarray,
+        transform: ImageTransform,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The files at ``indices`` through the test transform (:func:`decode_eval_image`) or,
+        with ``generator``, their training draws (:func:`decode_train_image`; the draws are
+        made in batch order from the files' headers before any decoding, so they do not
+        depend on the decoding threads)."""
         paths = [self.paths[row] for row in np.asarray(indices).reshape(-1).tolist()]
+        config, augmentation = transform.input, transform.augmentation
         if not paths:
-            return torch.empty(0, 3, image_size, image_size)
-        decode = partial(decode_eval_image, image_size=image_size)
+            return torch.empty(0, 3, config.size, config.size)
+        if generator is None or augmentation.kind == "none":
+            decoders = [partial(decode_eval_image, path, config) for path in paths]
+        else:
+            draws = draw_images(augmentation, [image_size_of(p) for p in paths], generator)
+            decoders = [
+                partial(decode_train_image, path, draw, augmentation, config)
+                for path, draw in zip(paths, draws, strict=True)
+            ]
         # inside a data loader worker, the workers are the parallelism: one thread each
         in_worker = torch.utils.data.get_worker_info() is not None
         threads = 1 if in_worker else min(MAX_DECODE_THREADS, _usable_cpus(), len(paths))
         if threads == 1:
-            arrays = [decode(path) for path in paths]
+            arrays = [decode() for decode in decoders]
         else:
             with ThreadPoolExecutor(max_workers=threads) as executor:
-                arrays = list(executor.map(decode, paths))
+                arrays = list(executor.map(lambda decode: decode(), decoders))
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)

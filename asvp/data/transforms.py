@@ -87,6 +87,20 @@ class Augmentation:
 NO_AUGMENTATION = Augmentation()
 
 
+@dataclass(frozen=True)
+class ImageTransform:
+    """Everything that turns a dataset's images into a backbone's inputs: the backbone's
+    :class:`InputConfig` and the training :class:`Augmentation` (evaluation passes use the test
+    transform alone). A cell's transform is part of what its results mean."""
+
+    input: InputConfig
+    augmentation: Augmentation = NO_AUGMENTATION
+
+    @property
+    def size(self) -> int:
+        return self.input.size
+
+
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
     """The generator of one training batch's crops and flips, derived from the fine-tune's
     ``seed``, the ``epoch`` and the ``batch``'s position in it (NumPy's ``SeedSequence``, so

@@ -21,30 +21,22 @@ from asvp.progress import Progress
 
 if TYPE_CHECKING:
     from asvp.data import ImageSet
+    from asvp.data.transforms import ImageTransform
     from asvp.models.backbones import Backbone
 
 
 def image_batches(
     data: ImageSet,
     indices: np.ndarray,
-    backbone: Backbone,
-    image_size: int,
+    transform: ImageTransform,
     batch_size: int,
     device: torch.device,
 ) -> Iterator[torch.Tensor]:
-    """``data[indices]`` in order, in batches on ``device``, decoded ahead by loader workers on
-    CUDA (channels-last there); the workers stop when the pass ends."""
-    prep = backbone.preprocessing
+    """``data[indices]`` in order through the test transform of ``transform``, in batches on
+    ``device``, decoded ahead by loader workers on CUDA (channels-last there); the workers stop
+    when the pass ends."""
     with ImageBatchLoader(
-        data,
-        indices,
-        batch_size,
-        image_size,
-        prep.mean,
-        prep.std,
-        None,
-        device,
-        loader_workers(device),
+        data, indices, batch_size, transform, None, device, loader_workers(device)
     ) as loader:
         for images, _ in loader:
             yield images
@@ -52,10 +44,9 @@ def image_batches(
 
 def embedding_batches(
     network: nn.Module,
-    backbone: Backbone,
     data: ImageSet,
     indices: np.ndarray,
-    image_size: int,
+    transform: ImageTransform,
     batch_size: int,
     device: torch.device,
 ) -> Iterator[torch.Tensor]:
@@ -65,7 +56,7 @@ def embedding_batches(
     resolution."""
     prepare_model(network, device).eval()
     precision = MixedPrecision.for_device(device)
-    for batch in image_batches(data, indices, backbone, image_size, batch_size, device):
+    for batch in image_batches(data, indices, transform, batch_size, device):
         with precision.autocast():
             embeddings = network(batch)
         yield embeddings.float()
@@ -76,7 +67,7 @@ def extract_features(
     backbone: Backbone,
     data: ImageSet,
     indices: np.ndarray,
-    image_size: int,
+    transform: ImageTransform,
     batch_size: int,
     device: torch.device,
     progress: Progress | None = None,
@@ -89,9 +80,7 @@ def extract_features(
     On CPU it is plain float32. ``progress`` is told how many images each batch held.
     """
     parts = []
-    for batch in embedding_batches(
-        backbone.network, backbone, data, indices, image_size, batch_size, device
-    ):
+    for batch in embedding_batches(backbone.network, data, indices, transform, batch_size, device):
         parts.append(batch)
         if progress is not None:
             progress.advance(len(batch))

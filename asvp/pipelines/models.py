@@ -15,6 +15,7 @@ import torch
 
 from asvp.config import CellConfig
 from asvp.data import ImageSet, Split
+from asvp.data.transforms import ImageTransform, InputConfig
 from asvp.features import extract_features
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
@@ -48,6 +49,14 @@ class CellModels:
         """A new copy of the pre-trained backbone."""
         return load_backbone(self.config.backbone, **self.config.backbone_options)
 
+    def transform(self, backbone: Backbone) -> ImageTransform:
+        """The cell's image transform: ``image_size`` px, bilinear, the official crop fraction
+        (Resize 256 + CenterCrop 224) and ``backbone``'s normalisation; no augmentation."""
+        prep = backbone.preprocessing
+        return ImageTransform(
+            InputConfig(self.config.image_size, "bilinear", 0.875, prep.mean, prep.std)
+        )
+
     def pool_features(self, backbone: Backbone) -> torch.Tensor:
         """``backbone``'s features of every pool row, with progress on stderr (untimed here:
         the feature store times extraction)."""
@@ -56,7 +65,7 @@ class CellModels:
             backbone,
             self.split.pool,
             np.arange(pool_size),
-            self.config.image_size,
+            self.transform(backbone),
             self.config.finetune.eval_batch_size,
             self.device,
             Progress(f"{self.config.dataset} pool features ({backbone.name})", pool_size),
@@ -73,7 +82,7 @@ class CellModels:
                 method,
                 self.config.finetune,
                 self.config.linear_probe,
-                self.config.image_size,
+                self.transform(backbone),
                 derive_seed(self.config.seed, round_index, "finetune"),
                 self.device,
             )
@@ -95,10 +104,9 @@ class CellModels:
         """``tuned``'s softmax outputs (and embeddings) of ``data[indices]`` (untimed)."""
         return classifier_outputs(
             tuned.model,
-            tuned.backbone,
             data,
             indices,
-            self.config.image_size,
+            self.transform(tuned.backbone),
             self.config.finetune.eval_batch_size,
             self.device,
             keep_embeddings,

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .selection_child import BENCH_OPTIONS, BUDGET
+from .selection_plan import NAIVE_NAMES, QUADRATIC, STRATEGIES
+
 __all__ = [
     "GIB",
     "gib",
@@ -178,8 +181,6 @@ def _bytes(count: float) -> str:
 
 
 def _bench_options() -> str:
-    from .selection import BENCH_OPTIONS
-
     probcover = BENCH_OPTIONS["probcover"]["delta"]
     return (
         f"`probcover`, with `delta: {probcover}` (the pool is unchanged): with the default, the "
@@ -193,8 +194,6 @@ def _bench_options() -> str:
 
 
 def _strategy_list() -> str:
-    from .selection import STRATEGIES
-
     return ", ".join(f"`{s}`" for s in STRATEGIES)
 
 
@@ -212,7 +211,6 @@ def render_document(
 
     ``load`` describes the machine's load during the run (other processes inflate the times).
     """
-    from .selection import BUDGET, NAIVE_NAMES, QUADRATIC
     from .synthetic import TARGET_CONFIDENCE
 
     sizes = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from asvp.options import Increasing, Range
+from asvp.options import Increasing, Length, Range
 
 Count = Annotated[int, Range(ge=1)]
 """A number of items, epochs or labels: an integer >= 1."""
@@ -26,6 +26,12 @@ Milestones = Annotated[tuple[int, ...], Range(ge=1), Increasing()]
 """Epochs or label counts in strictly increasing order, each >= 1."""
 TriggerRule = Literal["logme", "ped", "schedule", "never", "every"]
 """The feature-update rules of :mod:`asvp.trigger` (``DESIGN.md``, "Indicator rules")."""
+Augment = Literal["official", "none"]
+"""``official``: the official code's training augmentation for the dataset and backbone
+(:func:`asvp.recipe.official_augmentation`); ``none``: training images get the test
+transform."""
+Channels = Annotated[tuple[float, ...], Length(3)]
+"""One number per RGB channel."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,25 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class TransformConfig:
+    """How a cell's images become its backbone's inputs (``notes/official-code.md`` section 4).
+
+    ``augment`` chooses the training augmentation (:data:`Augment`). The other fields override
+    what the backbone declares it was pre-trained with (its
+    :class:`~asvp.data.transforms.InputConfig`); None keeps the backbone's. The transform a
+    cell uses is resolved from these, the dataset and the backbone by
+    :func:`asvp.recipe.resolve_transform`, and its run key holds the resolved transform.
+    """
+
+    augment: Augment = "official"
+    size: Count | None = None
+    interpolation: Literal["bilinear", "bicubic"] | None = None
+    crop_pct: Annotated[float, Range(gt=0, le=1)] | None = None
+    mean: Channels | None = None
+    std: Annotated[tuple[float, ...], Length(3), Range(gt=0)] | None = None
+
+
+@dataclass(frozen=True)
 class CellConfig:
     """Everything that determines one grid cell's results (its run key hashes this).
 
@@ -129,7 +154,8 @@ class CellConfig:
     would have selected (the paper's Figures 4-5; it costs one pool scoring per round).
     ``backbone_options`` are the backbone's keyword options (its checkpoint file, CLIP's
     embedding, ...; :func:`asvp.models.backbones.load_backbone`). ``compute`` fixes the threads
-    and determinism the cell computes with (:class:`ComputeConfig`).
+    and determinism the cell computes with (:class:`ComputeConfig`); ``transform`` how its
+    images are augmented and what its backbone's inputs are (:class:`TransformConfig`).
 
     Where things are, not what they are (never part of a run key): ``data_root`` (the datasets'
     root folder), ``download`` (let torchvision download a missing dataset) and
@@ -144,7 +170,7 @@ class CellConfig:
     train_method: str
     seed: int
     budgets: tuple[int, ...]
-    image_size: int
+    transform: TransformConfig = field(default_factory=TransformConfig)
     dataset_options: dict = field(default_factory=dict)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     linear_probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)

@@ -40,6 +40,7 @@ __all__ = [
     "REQUIRED",
     "Annotated",
     "Increasing",
+    "Length",
     "Option",
     "OptionError",
     "OptionsError",
@@ -116,7 +117,23 @@ class Increasing:
         return "strictly increasing"
 
 
-Constraint = Range | Increasing
+@dataclass(frozen=True)
+class Length:
+    """A list of exactly ``items`` items (an RGB mean or standard deviation: 3)."""
+
+    items: int
+
+    def accepts(self, value: tuple) -> bool:
+        return len(value) == self.items
+
+    def describe(self) -> str:
+        return f"of {self.items} items"
+
+
+WHOLE_LIST_CONSTRAINTS = (Increasing, Length)
+"""Constraints on a list as a whole; the others apply to each of its items."""
+
+Constraint = Range | Increasing | Length
 
 
 @dataclass(frozen=True)
@@ -162,7 +179,7 @@ class Option:
             items = converted if isinstance(converted, tuple) else (converted,)
             ok = (
                 constraint.accepts(converted)
-                if isinstance(constraint, Increasing)
+                if isinstance(constraint, WHOLE_LIST_CONSTRAINTS)
                 else all(constraint.accepts(item) for item in items)
             )
             if not ok:
@@ -317,7 +334,7 @@ def _option(name: str, annotation: Any, default: Any) -> Option:
         for part in parts
         if typing.get_origin(part) is Annotated
         for m in part.__metadata__
-        if isinstance(m, Range | Increasing)
+        if isinstance(m, Range | Increasing | Length)
     )
     return Option(name, _strip(annotation), constraints, default)
 

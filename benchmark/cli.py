@@ -63,6 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     grid = _load(args.grid)
     cells = expand_cells(grid)
     print(f"{args.grid}: valid grid {grid.name!r}, {len(cells)} cells")
+    _print_transforms(cells)
     return 0
 
 
@@ -189,7 +190,21 @@ def _plan(grid: Grid, statuses: list[CellStatus], force: bool, kind: str) -> lis
     return todo
 
 
+def _print_transforms(cells: list[Cell]) -> None:
+    """One line per dataset x backbone: the image transform its cells use."""
+    from asvp.data import dataset_images
+    from asvp.recipe import resolve_transform
+
+    transforms = {
+        (c.config.dataset, c.config.backbone): resolve_transform(c.config) for c in cells
+    }
+    for (dataset, backbone), transform in transforms.items():
+        files = dataset_images(dataset).native_size is None
+        print(f"  transform {dataset} x {backbone}: {transform.describe(files)}")
+
+
 def _describe(statuses: list[CellStatus], todo: list[CellStatus]) -> None:
+    _print_transforms([s.cell for s in statuses])
     chosen = {s.cell.run_key for s in todo}
     for status in statuses:
         action = "run" if status.cell.run_key in chosen else "skip"

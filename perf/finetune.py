@@ -18,6 +18,7 @@ epoch's cuDNN autotuning and worker start-up cancel out. Writes the section ``fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -44,8 +45,9 @@ def images_per_second(
 
     from asvp.config import FineTuneConfig, LinearProbeConfig
     from asvp.data.images import ArrayImageSet
-    from asvp.data.transforms import ImageTransform, InputConfig
-    from asvp.models.registry import IMAGENET, Backbone
+    from asvp.data.transforms import ImageTransform
+    from asvp.models.registry import Backbone
+    from asvp.models.resnet import RESNET50_INPUT
     from asvp.training import fine_tune
 
     rng = np.random.default_rng(0)
@@ -56,7 +58,7 @@ def images_per_second(
         network = getattr(torchvision.models, architecture)()
         width = network.fc.in_features
         network.fc = torch.nn.Identity()
-        backbone = Backbone(architecture, network, width, IMAGENET, "random")
+        backbone = Backbone(architecture, network, width, "random")
         config = FineTuneConfig(epochs=epochs, batch_size=BATCH_SIZE, milestones=())
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
@@ -68,9 +70,7 @@ def images_per_second(
             "ft",
             config,
             LinearProbeConfig(),
-            ImageTransform(
-                InputConfig(image_size, "bilinear", 0.875, IMAGENET.mean, IMAGENET.std)
-            ),
+            ImageTransform(dataclasses.replace(RESNET50_INPUT, size=image_size)),
             seed=0,
             device=torch.device(device),
             mixed_precision=mixed_precision,

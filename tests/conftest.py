@@ -2,7 +2,14 @@
 
 import pytest
 
-from asvp.config import CellConfig, FineTuneConfig, LinearProbeConfig, ProxyConfig, TriggerConfig
+from asvp.config import (
+    CellConfig,
+    FineTuneConfig,
+    LinearProbeConfig,
+    ProxyConfig,
+    TransformConfig,
+    TriggerConfig,
+)
 
 
 @pytest.fixture
@@ -18,7 +25,7 @@ def tiny_cell():
             train_method=train_method,
             seed=3,
             budgets=(10, 20, 30),
-            image_size=32,
+            transform=TransformConfig(size=32),
             dataset_options={"test_size": 100, "pool_size": 200},
             finetune=FineTuneConfig(
                 epochs=1,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asvp.config import CellConfig
+from asvp.config import CellConfig, TransformConfig
 from benchmark.grid import Cell, Costs
 from benchmark.report import CellCurve
 
@@ -35,7 +35,7 @@ def make_cell(
         train_method=method,
         seed=seed,
         budgets=tuple(budgets),
-        image_size=224,
+        transform=TransformConfig(size=224),
     )
     label = f"{family}-{method}"
     return Cell(

@@ -28,6 +28,7 @@ from asvp.models.backbones import (
     CheckpointFormatError,
     CheckpointNotFoundError,
     backbone_checkpoint,
+    backbone_input,
     backbone_option_names,
     check_backbone_options,
     load_backbone,
@@ -83,7 +84,7 @@ def test_byol_eman_loads_the_online_backbone_bit_for_bit(byol_eman):
     _assert_state_equals(backbone.network, expected)
     assert backbone.name == "resnet50_byol_eman"
     assert backbone.num_features == 2048
-    assert backbone.preprocessing.mean == IMAGENET_MEAN
+    assert backbone_input("resnet50_byol_eman").config.mean == IMAGENET_MEAN
     assert backbone.weights_sha256 == file_sha256(path)
     _assert_features_of(backbone, resnet50_features, expected, 64)
 
@@ -92,8 +93,9 @@ def test_simsiam_loads_the_cifar_resnet18_bit_for_bit(simsiam):
     path, expected = simsiam
     backbone = load_backbone("resnet18_cifar_simsiam", checkpoint=path)
     _assert_state_equals(backbone.network, expected)
-    assert (backbone.num_features, backbone.preprocessing.mean) == (512, CIFAR10_MEAN)
-    assert backbone.preprocessing.std == (0.2470, 0.2435, 0.2616)
+    declared = backbone_input("resnet18_cifar_simsiam")
+    assert (backbone.num_features, declared.config.mean) == (512, CIFAR10_MEAN)
+    assert declared.config.std == (0.2470, 0.2435, 0.2616) and declared.dataset_statistics
     assert backbone.weights_sha256 == file_sha256(path)
     _assert_features_of(backbone, resnet18_cifar_features, expected, 32)
 
@@ -116,7 +118,7 @@ def test_simclr_kuangliu_names_map_to_torchvision(tmp_path, options):
     _assert_state_equals(backbone.network, expected)
     assert any(".downsample." in key for key in expected)
     assert backbone.num_features == 512
-    assert backbone.preprocessing.mean == CIFAR10_MEAN
+    assert backbone_input("resnet18_cifar_simclr").config.mean == CIFAR10_MEAN
     suffix = f"[key_prefix={prefix}]" if prefix else ""
     assert backbone.name == "resnet18_cifar_simclr" + suffix
     _assert_features_of(backbone, resnet18_cifar_features, expected, 32)
@@ -397,7 +399,7 @@ def test_clip_formats_load_the_same_weights_bit_for_bit(clip_b32):
         backbone = load_backbone("clip_vit_b32", checkpoint=path)
         _assert_state_equals(backbone.network, expected)
         assert (backbone.name, backbone.num_features) == ("clip_vit_b32", 512)
-        assert backbone.preprocessing.mean == CLIP_MEAN
+        assert backbone_input("clip_vit_b32").config.mean == CLIP_MEAN
         assert backbone.weights_sha256 == file_sha256(path)
         features[fmt] = _features(backbone.network, 224)
     assert features["timm"].shape == (2, 512)

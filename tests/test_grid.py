@@ -15,6 +15,7 @@ from asvp.config import (
     FineTuneConfig,
     LinearProbeConfig,
     ProxyConfig,
+    TransformConfig,
     TriggerConfig,
 )
 from asvp.data import available_datasets
@@ -102,7 +103,7 @@ def test_example_grid_loads(tmp_path):
         DatasetSpec("mnist5k", {"test_size": 500, "split_seed": 0}, (20, 40, 60, 80, 100))
     ]
     assert grid.backbone == "efficientnet_lite0"
-    assert grid.image_size == 48
+    assert grid.transform == TransformConfig(size=48)
     assert grid.seeds == [0, 1]
     assert [s.label for s in grid.strategies] == ["random", "margin", "entropy"]
     assert grid.pipelines == [
@@ -130,7 +131,7 @@ def test_minimal_grid_gets_defaults(tmp_path):
     }
     grid = load_grid(write_data(tmp_path, data))
     assert grid.description == ""
-    assert grid.image_size == 224
+    assert grid.transform == TransformConfig()  # the backbone's own inputs, augmented
     assert grid.baseline_train_method == "ft"
     assert (grid.finetune, grid.linear_probe, grid.proxy, grid.trigger) == (
         FineTuneConfig(),
@@ -265,7 +266,7 @@ def test_cell_config_carries_the_grid(tmp_path):
     assert config.budgets == (20, 40, 60, 80, 100)
     assert config.dataset_options == {"test_size": 500, "split_seed": 0}
     assert config.dataset_options is not grid.datasets[0].options
-    assert config.image_size == 48
+    assert config.transform == TransformConfig(size=48)
     assert config.finetune == grid.finetune and config.trigger == grid.trigger
 
 
@@ -340,6 +341,8 @@ def test_run_key_ignores_non_scientific_settings(tmp_path, change):
         lambda d: d["finetune"].update(epochs=16),
         lambda d: d["datasets"][0].update(budgets=[20, 40, 60, 80, 120]),
         lambda d: d.update(image_size=64),
+        lambda d: d.update(transform={"augment": "none"}),
+        lambda d: d.update(transform={"interpolation": "bilinear"}),
         lambda d: d["datasets"][0]["options"].update(split_seed=1),
         lambda d: d.update(compute={"threads": 2}),
         lambda d: d.update(compute={"deterministic": True}),
@@ -348,6 +351,8 @@ def test_run_key_ignores_non_scientific_settings(tmp_path, change):
         "finetune.epochs",
         "budgets",
         "image_size",
+        "transform.augment",
+        "transform.interpolation",
         "dataset_options",
         "compute.threads",
         "compute.deterministic",
@@ -429,7 +434,7 @@ def test_scientific_config_sections(tmp_path):
         "dataset",
         "dataset_options",
         "backbone",
-        "image_size",
+        "transform",
         "pipeline",
         "strategy",
         "train_method",
@@ -842,3 +847,46 @@ def test_ped_settings_are_checked(tmp_path):
     data["trigger"]["ped"] = {"time_step": -1.0}
     line = error_line(load_error(write_data(tmp_path, data)), "trigger.ped.time_step")
     assert "got -1.0;" in line and "> 0" in line.split("expected", 1)[1]
+
+
+def test_image_size_is_short_for_transform_size_and_given_once(tmp_path):
+    data = demo_data()
+    data.pop("image_size")
+    data["transform"] = {"size": 48}
+    same = expand_cells(load_grid(write_data(tmp_path, data, "a.yaml")))
+    shorthand = expand_cells(load_grid(write(tmp_path, DEMO, "b.yaml")))
+    assert [c.run_key for c in same] == [c.run_key for c in shorthand]
+    data["image_size"] = 48
+    error = load_error(write_data(tmp_path, data, "c.yaml"))
+    assert "image_size: got 48" in str(error) and "transform.size" in str(error)
+    data.pop("image_size")
+    data["datasets"][0] |= {"image_size": 32, "transform": {"size": 40}}
+    error = load_error(write_data(tmp_path, data, "d.yaml"))
+    assert "datasets[0].image_size: got 32" in str(error)
+
+
+def test_a_dataset_overrides_the_grids_transform(tmp_path):
+    data = demo_data()
+    data["transform"] = {"augment": "none", "interpolation": "bilinear"}
+    data["datasets"][0]["transform"] = {"augment": "official"}
+    config = expand_cells(load_grid(write_data(tmp_path, data)))[0].config
+    assert config.transform == TransformConfig(
+        augment="official", size=48, interpolation="bilinear"
+    )
+
+
+@pytest.mark.parametrize(
+    ("transform", "key", "expected"),
+    [
+        ({"augment": "random"}, "transform.augment", "one of: none, official"),
+        ({"interpolation": "nearest"}, "transform.interpolation", "bicubic, bilinear or null"),
+        ({"mean": [0.5, 0.5]}, "transform.mean", "of 3 items"),
+        ({"std": [0.5, 0.0, 0.5]}, "transform.std", "> 0"),
+        ({"crop_pct": 1.5}, "transform.crop_pct", "(0, 1]"),
+    ],
+)
+def test_a_bad_transform_names_the_key_and_what_is_allowed(tmp_path, transform, key, expected):
+    data = demo_data()
+    data["transform"] = transform
+    error = str(load_error(write_data(tmp_path, data)))
+    assert key in error and expected in error

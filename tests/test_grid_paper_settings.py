@@ -52,7 +52,7 @@ def test_dataset_settings_override_the_grids_and_paths_stay_out_of_run_keys(tmp_
     cells = expand_cells(grid)
     assert [c.config.pipeline for c in cells] == ["random", "full", "svpp"]
     config = cells[2].config
-    assert config.image_size == 32 and config.finetune.epochs == 2
+    assert config.transform.size == 32 and config.finetune.epochs == 2
     assert config.finetune.milestones == () and config.finetune.lr_backbone == 0.01
     assert Path(config.data_root) == (tmp_path / "data").resolve()
     monkeypatch.setenv("TEST_DATA_ROOT", str(tmp_path / "elsewhere"))

@@ -13,6 +13,7 @@ from torch import nn
 from transform_data import transform_of
 
 from asvp.data.images import ArrayImageSet, FileImageSet
+from asvp.data.transforms import NO_AUGMENTATION, Augmentation
 from asvp.loading import (
     WORKERS_ENV,
     ImageBatchLoader,
@@ -296,9 +297,17 @@ def test_workers_deliver_channels_last_batches_to_cuda(tmp_path):
     assert_same_batches(loaded, reference_batches(files, indices, 4, seed=3, epochs=2))
 
 
-def test_fine_tune_with_loader_workers_equals_fine_tune_in_the_main_process(monkeypatch):
+@pytest.mark.parametrize(
+    "augmentation",
+    [NO_AUGMENTATION, Augmentation("random_resized_crop", flip=True)],
+    ids=["plain", "augmented"],
+)
+def test_fine_tune_with_loader_workers_equals_fine_tune_in_the_main_process(
+    monkeypatch, augmentation
+):
     """The whole fine-tune (asvp.training.fine_tune) gives bit-identical weights whether its
-    batches are decoded by worker processes or in the training loop."""
+    batches are decoded by worker processes or in the training loop, augmented or not (each
+    batch's crops and flips come from its own generator, wherever it is decoded)."""
     from asvp.config import FineTuneConfig, LinearProbeConfig
     from asvp.models.backbones import load_backbone
     from asvp.training import fine_tune
@@ -318,7 +327,7 @@ def test_fine_tune_with_loader_workers_equals_fine_tune_in_the_main_process(monk
             "lpft",
             config,
             LinearProbeConfig(epochs=1),
-            transform=transform_of(32, (0.5,) * 3, (0.5,) * 3),
+            transform=transform_of(32, (0.5,) * 3, (0.5,) * 3, augmentation),
             seed=5,
             device=torch.device("cpu"),
         )
@@ -342,3 +351,37 @@ def test_ordered_loader_gives_every_row_in_order_with_any_workers():
         assert [len(rows) for _, rows in batches] == [5, 5, 5, 5, 1]
         assert torch.equal(torch.cat([rows for _, rows in batches]), torch.from_numpy(indices))
         assert torch.equal(torch.cat([images for images, _ in batches]), expected)
+
+
+def test_augmented_batches_are_the_same_in_workers_and_change_every_epoch():
+    """The training crops and flips of a batch depend on (seed, epoch, batch) alone: the same
+    with 0 or 2 workers and on a second run; another epoch or seed crops differently."""
+    data = random_images(count=12)
+    transform = transform_of(SIZE, MEAN, STD, Augmentation("random_crop", flip=True, padding=4))
+
+    def epochs(workers, seed=3):
+        with ImageBatchLoader(
+            data,
+            np.arange(12),
+            4,
+            transform,
+            torch.Generator().manual_seed(seed),
+            torch.device("cpu"),
+            workers,
+            augment_seed=seed,
+        ) as loader:
+            return [list(loader) for _ in range(2)]
+
+    def by_row(epoch):
+        pairs = (zip(images, rows, strict=True) for images, rows in epoch)
+        return {int(r): image for batch in pairs for image, r in batch}
+
+    first, second = epochs(0)
+    assert_same_batches(first + second, [b for e in epochs(2) for b in e])
+    assert_same_batches(first + second, [b for e in epochs(0) for b in e])
+    one, two = by_row(first), by_row(second)
+    assert sum(not torch.equal(one[r], two[r]) for r in one) >= 10  # new crops each epoch
+    other = by_row(epochs(0, seed=4)[0])
+    assert sum(not torch.equal(one[r], other[r]) for r in one) >= 10
+    plain = data.batch(np.arange(12), transform_of(SIZE, MEAN, STD))
+    assert not any(torch.equal(one[r], plain[r]) for r in range(12))

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from asvp.data.transforms import ImageTransform
+from asvp.data.transforms import DatasetImages, ImageTransform
 from asvp.options import Option, OptionError, OptionsError, check_options, declared_options
 
 DEFAULT_DATA_ROOT = Path("data")
@@ -149,6 +149,7 @@ class _Registered:
     needs_root: bool
     options: dict[str, Option]
     cross_check: CrossCheck | None
+    images: DatasetImages
 
 
 _REGISTRY: dict[str, _Registered] = {}
@@ -156,14 +157,20 @@ _ROOT_PARAMETERS = ("root", "download")
 
 
 def register_dataset(
-    name: str, *, needs_root: bool = False, cross_check: CrossCheck | None = None
+    name: str,
+    *,
+    images: DatasetImages,
+    needs_root: bool = False,
+    cross_check: CrossCheck | None = None,
 ) -> Callable[[Callable[..., Split]], Callable[..., Split]]:
     """Register a loader under ``name``; its keyword-only parameters are its options.
 
-    A loader with ``needs_root`` reads files: it is called as ``f(root=Path, download=bool,
-    **options)`` with the resolved absolute data root. Otherwise it is called as
-    ``f(**options)`` and the root and download flag are ignored. ``cross_check`` checks
-    options that limit each other (see :data:`CrossCheck`).
+    ``images`` says what the training recipe needs to know of its images (their native size,
+    statistics, whether they may be flipped; :mod:`asvp.recipe`). A loader with
+    ``needs_root`` reads files: it is called as ``f(root=Path, download=bool, **options)``
+    with the resolved absolute data root. Otherwise it is called as ``f(**options)`` and the
+    root and download flag are ignored. ``cross_check`` checks options that limit each other
+    (see :data:`CrossCheck`).
     """
 
     def decorate(loader: Callable[..., Split]) -> Callable[..., Split]:
@@ -175,7 +182,9 @@ def register_dataset(
                 f"dataset {name!r}: the loader takes {positional} before its keyword-only "
                 f"options; expected {expected}"
             )
-        _REGISTRY[name] = _Registered(loader, needs_root, declared_options(loader), cross_check)
+        _REGISTRY[name] = _Registered(
+            loader, needs_root, declared_options(loader), cross_check, images
+        )
         return loader
 
     return decorate
@@ -183,6 +192,11 @@ def register_dataset(
 
 def available_datasets() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def dataset_images(name: str) -> DatasetImages:
+    """What the named dataset declared about its images (:class:`DatasetImages`)."""
+    return _registered(name).images
 
 
 def dataset_needs_root(name: str) -> bool:

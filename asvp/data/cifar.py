@@ -23,6 +23,16 @@ import numpy as np
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset
 from asvp.data.images import ArrayImageSet
+from asvp.data.transforms import DatasetImages
+
+CIFAR10_IMAGES = DatasetImages(
+    native_size=32, statistics=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+)
+"""CIFAR-10's images: 32 px, the official code's CIFAR-10 statistics (also CIFAR-10-LT's)."""
+CIFAR100_IMAGES = DatasetImages(
+    native_size=32, statistics=((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+)
+"""CIFAR-100's images: 32 px, the official code's CIFAR-100 statistics."""
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
@@ -127,13 +137,13 @@ def _load_cifar(variant: str, root: Path, download: bool) -> Split:
     )
 
 
-@register_dataset("cifar10", needs_root=True)
+@register_dataset("cifar10", needs_root=True, images=CIFAR10_IMAGES)
 def load_cifar10(root: Path, download: bool) -> Split:
     """CIFAR-10: pool = 50,000 training images, test = 10,000 test images, 10 classes."""
     return _load_cifar("cifar10", root, download)
 
 
-@register_dataset("cifar100", needs_root=True)
+@register_dataset("cifar100", needs_root=True, images=CIFAR100_IMAGES)
 def load_cifar100(root: Path, download: bool) -> Split:
     """CIFAR-100 (fine labels): pool = 50,000 training images, test = 10,000, 100 classes."""
     return _load_cifar("cifar100", root, download)

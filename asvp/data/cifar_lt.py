@@ -20,7 +20,7 @@ from typing import Annotated
 import numpy as np
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset, resolve_under
-from asvp.data.cifar import read_cifar
+from asvp.data.cifar import CIFAR10_IMAGES, read_cifar
 from asvp.data.images import ArrayImageSet
 from asvp.options import Range
 
@@ -70,7 +70,7 @@ def _read_kept_indices(path: Path, train_size: int) -> np.ndarray:
     return np.sort(kept).astype(np.int64)
 
 
-@register_dataset("cifar10_lt", needs_root=True)
+@register_dataset("cifar10_lt", needs_root=True, images=CIFAR10_IMAGES)
 def load_cifar10_lt(
     root: Path,
     download: bool,

@@ -17,6 +17,7 @@ import numpy as np
 
 from asvp.data.base import Split, register_dataset
 from asvp.data.images import ArrayImageSet
+from asvp.data.transforms import DatasetImages
 from asvp.options import OptionError, Range
 
 MNIST5K_SIZE = 5000
@@ -65,7 +66,12 @@ def _check_mnist5k_sizes(options: Mapping[str, Any]) -> None:
         )
 
 
-@register_dataset("mnist5k", needs_root=False, cross_check=_check_mnist5k_sizes)
+@register_dataset(
+    "mnist5k",
+    needs_root=False,
+    cross_check=_check_mnist5k_sizes,
+    images=DatasetImages(native_size=28, flip=False),  # digits change meaning when flipped
+)
 def load_mnist5k(
     *,
     test_size: Annotated[int, Range(ge=1, le=MNIST5K_SIZE - 1)] = 1000,

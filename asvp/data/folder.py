@@ -21,6 +21,7 @@ import numpy as np
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset, resolve_under
 from asvp.data.images import FileImageSet
+from asvp.data.transforms import DatasetImages
 
 if TYPE_CHECKING:
     from torchvision.datasets import DatasetFolder
@@ -90,7 +91,7 @@ def _some(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + more
 
 
-@register_dataset("imagefolder", needs_root=True)
+@register_dataset("imagefolder", needs_root=True, images=DatasetImages())
 def load_image_folder(
     root: Path, download: bool, *, path: Path, train: Path = "train", test: Path = "val"
 ) -> Split:

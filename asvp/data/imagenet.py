@@ -22,6 +22,7 @@ from pathlib import Path
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset, resolve_under
 from asvp.data.folder import LabelledFiles, files_split, labelled_files, scan_image_folder
+from asvp.data.transforms import DatasetImages
 
 SPLITS = ("train", "val")
 
@@ -56,7 +57,7 @@ def _torchvision_layout(folder: Path) -> tuple[LabelledFiles, LabelledFiles]:
     return train, val
 
 
-@register_dataset("imagenet", needs_root=True)
+@register_dataset("imagenet", needs_root=True, images=DatasetImages())
 def load_imagenet(root: Path, download: bool, *, subdir: Path = "imagenet") -> Split:
     """ImageNet-1k: pool = 1,281,167 training images, test = 50,000 validation images.
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from asvp.data.base import DatasetNotFoundError, Split, register_dataset
 from asvp.data.folder import LabelledFiles, files_split
+from asvp.data.transforms import DatasetImages
 
 BASE_FOLDER = "oxford-iiit-pet"
 SPLITS = ("trainval", "test")
@@ -68,7 +69,7 @@ def _check_images(root: Path, scans: list[LabelledFiles]) -> None:
         )
 
 
-@register_dataset("pets", needs_root=True)
+@register_dataset("pets", needs_root=True, images=DatasetImages())
 def load_pets(root: Path, download: bool) -> Split:
     """Oxford-IIIT Pets: pool = trainval, test = test, one class per breed."""
     folder = root / BASE_FOLDER

@@ -33,6 +33,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 Interpolation = Literal["bilinear", "bicubic"]
 """How an image is resized: torchvision's and timm's names."""
 
@@ -88,6 +91,19 @@ NO_AUGMENTATION = Augmentation()
 
 
 @dataclass(frozen=True)
+class DatasetImages:
+    """What the recipe needs to know of a dataset's images, declared when it is registered
+    (nothing is read): ``native_size``, the side of images held in memory (None: files of any
+    size); ``statistics``, its own (mean, std), used by backbones trained on it at its native
+    size (the CIFAR ResNet-18s, as the official code normalises CIFAR for them); ``flip``,
+    whether a left-right flip keeps an image's class (not for digits)."""
+
+    native_size: int | None = None
+    statistics: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    flip: bool = True
+
+
+@dataclass(frozen=True)
 class ImageTransform:
     """Everything that turns a dataset's images into a backbone's inputs: the backbone's
     :class:`InputConfig` and the training :class:`Augmentation` (evaluation passes use the test
@@ -99,6 +115,26 @@ class ImageTransform:
     @property
     def size(self) -> int:
         return self.input.size
+
+    def describe(self, files: bool) -> str:
+        """One line: the test transform (of image ``files``, or of images held in memory), the
+        normalisation and the training augmentation."""
+        config, augmentation = self.input, self.augmentation
+        test = (
+            f"test Resize {config.resize_size} + CenterCrop {config.size}"
+            if files
+            else f"test Resize {config.size}"
+        ) + f" ({config.interpolation})"
+        norm = f"mean {config.mean}, std {config.std}"
+        if augmentation.kind == "none":
+            train = "train: no augmentation"
+        elif augmentation.kind == "random_crop":
+            train = f"train: RandomCrop {config.size} padding {augmentation.padding}"
+        else:
+            low, high = augmentation.scale
+            train = f"train: RandomResizedCrop {config.size} scale ({low}, {high})"
+        flip = " + horizontal flip" if augmentation.flip else ""
+        return f"{test}; {norm}; {train}{flip}"
 
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:

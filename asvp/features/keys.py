@@ -1,8 +1,8 @@
 """Feature-store keys: everything that determines an entry's features, and nothing else.
 
 A pre-trained entry is shared by every cell that reads the same pool through the same frozen
-backbone (weights, model, preprocessing, dataset with its options, split, row indices). An ASVP
-re-extraction is made by a model fine-tuned inside one cell, so its key names the cell
+backbone (weights, model, input configuration, dataset with its options, split, row indices).
+An ASVP re-extraction is made by a model fine-tuned inside one cell, so its key names the cell
 (:func:`cell_digest`), the update's number and the labelled set: an entry per cell, never
 shared with another cell.
 """
@@ -20,18 +20,20 @@ from asvp.hashing import index_hash
 
 if TYPE_CHECKING:
     from asvp.config import CellConfig
+    from asvp.data.transforms import InputConfig
     from asvp.models.backbones import Backbone
 
 
-def pretrained_key(backbone: Backbone, config: CellConfig, pool_size: int) -> dict[str, Any]:
+def pretrained_key(
+    backbone: Backbone, inputs: InputConfig, config: CellConfig, pool_size: int
+) -> dict[str, Any]:
     """The key of the pool features of ``backbone`` (frozen, pre-trained) for ``config``'s
-    dataset: every row of the pool, in order."""
+    dataset through the test transform of ``inputs``: every row of the pool, in order.
+    Augmentation is not in it: extraction never augments."""
     return {
         "weights_sha256": backbone.weights_sha256,
         "model": backbone.name,
-        "image_size": config.image_size,
-        "mean": backbone.preprocessing.mean,
-        "std": backbone.preprocessing.std,
+        "inputs": dataclasses.asdict(inputs),
         "dataset": config.dataset,
         "dataset_options": config.dataset_options,
         "split": "pool",

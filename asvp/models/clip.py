@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from asvp.data.transforms import InputConfig
 from asvp.hashing import file_sha256
 from asvp.models.checkpoints import (
     CheckpointFormatError,
@@ -45,17 +46,17 @@ from asvp.models.checkpoints import (
     require_mapping,
     select_prefixed,
 )
-from asvp.models.registry import (
-    Backbone,
-    Factory,
-    Preprocessing,
-    register_backbone,
-    variant_name,
-)
+from asvp.models.registry import Backbone, Factory, register_backbone, variant_name
 
-CLIP_STATISTICS = Preprocessing(
-    mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)
+CLIP_INPUT = InputConfig(
+    224,
+    "bicubic",
+    0.875,
+    (0.48145466, 0.4578275, 0.40821073),
+    (0.26862954, 0.26130258, 0.27577711),
 )
+"""CLIP's own interpolation and statistics (OpenAI's ``clip.load`` preprocessing), with the
+official code's crop fraction (Resize 256 + CenterCrop 224), not OpenAI's (224 + 224)."""
 TIMM_MODELS = {
     "clip_vit_b16": "vit_base_patch16_clip_quickgelu_224",
     "clip_vit_b32": "vit_base_patch32_clip_quickgelu_224",
@@ -154,7 +155,6 @@ def _clip_backbone(
         name=variant_name(backbone, **distinguishing),
         network=network,
         num_features=width,
-        preprocessing=CLIP_STATISTICS,
         weights_sha256=file_sha256(checkpoint),
     )
 
@@ -175,7 +175,7 @@ def _register_clip(backbone: str, title: str, openai_file: str) -> Factory:
     factory.__name__ = factory.__qualname__ = backbone
     factory.__doc__ = f"CLIP {title} image tower (OpenAI weights), 512-d projected or 768-d pooled."
     remedy = REMEDY.format(file=openai_file, model=TIMM_MODELS[backbone])
-    return register_backbone(backbone, remedy=remedy)(factory)
+    return register_backbone(backbone, input_config=CLIP_INPUT, remedy=remedy)(factory)
 
 
 clip_vit_b16 = _register_clip("clip_vit_b16", "ViT-B/16", "ViT-B-16.pt")

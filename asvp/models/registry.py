@@ -27,6 +27,7 @@ from typing import Any
 
 from torch import nn
 
+from asvp.data.transforms import InputConfig
 from asvp.models.checkpoints import CheckpointNotFoundError
 from asvp.options import Option, check_options, declared_options
 
@@ -36,31 +37,31 @@ CHECKPOINT_OPTION = "checkpoint"
 _TEMPLATE_CACHE_SIZE = 2
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """Input normalisation a backbone expects: ``(x / 255 - mean) / std`` per channel."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-IMAGENET = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-
-
 @dataclass
 class Backbone:
-    """A feature extractor, its output width, preprocessing and the identity of its weights.
+    """A feature extractor, its output width and the identity of its weights.
 
     ``name`` identifies what the network computes from its weights: the registry name, plus
     the options that change the output for the same file (e.g. ``embedding=pooled``), so
-    that features keyed by ``(name, weights_sha256)`` never collide.
+    that features keyed by ``(name, weights_sha256)`` never collide. What its inputs must be
+    (:class:`~asvp.data.transforms.InputConfig`) is declared with its registration
+    (:func:`backbone_input`), so that it is known before any weight is read.
     """
 
     name: str
     network: nn.Module
     num_features: int
-    preprocessing: Preprocessing
     weights_sha256: str
+
+
+@dataclass(frozen=True)
+class BackboneInput:
+    """The inputs a registered backbone expects: its :class:`InputConfig` and whether it
+    normalises with the dataset's own statistics instead (a network pre-trained on that
+    dataset at its native size, as the CIFAR ResNet-18s are)."""
+
+    config: InputConfig
+    dataset_statistics: bool = False
 
 
 Factory = Callable[..., Backbone]
@@ -71,15 +72,25 @@ class _Entry:
     factory: Factory
     options: dict[str, Option]
     remedy: str | None
+    input: BackboneInput
 
 
 _REGISTRY: dict[str, _Entry] = {}
 _TEMPLATES: OrderedDict[tuple, Backbone] = OrderedDict()
 
 
-def register_backbone(name: str, *, remedy: str | None = None) -> Callable[[Factory], Factory]:
+def register_backbone(
+    name: str,
+    *,
+    input_config: InputConfig,
+    dataset_statistics: bool = False,
+    remedy: str | None = None,
+) -> Callable[[Factory], Factory]:
     """Register ``factory(**options) -> Backbone`` under ``name``.
 
+    ``input_config`` is what the network was pre-trained with (input size, interpolation, crop
+    fraction, mean, std), as timm's ``pretrained_cfg`` travels with a timm model; with
+    ``dataset_statistics`` it normalises with the dataset's own statistics instead.
     ``remedy`` says where to get the checkpoint; required when the factory takes one.
     """
 
@@ -90,7 +101,9 @@ def register_backbone(name: str, *, remedy: str | None = None) -> Callable[[Fact
         options = declared_options(factory)
         if CHECKPOINT_OPTION in options and not remedy:
             raise TypeError(f"backbone {name!r} takes a checkpoint: say where to get it")
-        _REGISTRY[name] = _Entry(factory, options, remedy)
+        _REGISTRY[name] = _Entry(
+            factory, options, remedy, BackboneInput(input_config, dataset_statistics)
+        )
         return factory
 
     return decorate
@@ -106,6 +119,11 @@ def _entry(name: str) -> _Entry:
             f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
         )
     return _REGISTRY[name]
+
+
+def backbone_input(name: str) -> BackboneInput:
+    """The inputs the named backbone expects (declared at registration; reads nothing)."""
+    return _entry(name).input
 
 
 def backbone_option_names(name: str) -> set[str]:

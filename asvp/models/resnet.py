@@ -30,17 +30,19 @@ from pathlib import Path
 
 from torch import nn
 
+from asvp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, InputConfig
 from asvp.hashing import file_sha256
 from asvp.models.checkpoints import load_strict, read_checkpoint, require_mapping, select_prefixed
-from asvp.models.registry import (
-    IMAGENET,
-    Backbone,
-    Preprocessing,
-    register_backbone,
-    variant_name,
-)
+from asvp.models.registry import Backbone, register_backbone, variant_name
 
-CIFAR10 = Preprocessing(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+RESNET50_INPUT = InputConfig(224, "bilinear", 0.875, IMAGENET_MEAN, IMAGENET_STD)
+"""torchvision's ImageNet evaluation (Resize 256 + CenterCrop 224, bilinear), the official
+code's transform for the ResNet-50."""
+CIFAR_RESNET18_INPUT = InputConfig(
+    32, "bilinear", 1.0, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+)
+"""32 px CIFAR images, no resize; normalised with the dataset's statistics (these are
+CIFAR-10's, for a dataset without its own), as the official code does for the ResNet-18."""
 _CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
 SIMCLR_KEY_PREFIX = "backbone."
 
@@ -79,7 +81,6 @@ def _resnet_backbone(
     wrapper: str | None,
     prefix: str,
     expected: str,
-    preprocessing: Preprocessing,
     num_features: int,
     rename: Callable[[str], str] = lambda key: key,
 ) -> Backbone:
@@ -98,13 +99,13 @@ def _resnet_backbone(
         name=name,
         network=network,
         num_features=num_features,
-        preprocessing=preprocessing,
         weights_sha256=file_sha256(checkpoint),
     )
 
 
 @register_backbone(
     "resnet50_byol_eman",
+    input_config=RESNET50_INPUT,
     remedy="res50_byol_eman_200ep.pth.tar from "
     "github.com/amazon-science/exponential-moving-average-normalization "
     "(BYOL-EMAN 200 ep ImageNet)",
@@ -120,13 +121,14 @@ def resnet50_byol_eman(*, checkpoint: Path, trust_checkpoint: bool = False) -> B
         prefix="module.online_net.backbone.",
         expected="expected a BYOL-EMAN checkpoint: a dict with 'state_dict' whose keys start "
         "with 'module.online_net.backbone.' followed by torchvision ResNet-50 names",
-        preprocessing=IMAGENET,
         num_features=2048,
     )
 
 
 @register_backbone(
     "resnet18_cifar_simsiam",
+    input_config=CIFAR_RESNET18_INPUT,
+    dataset_statistics=True,
     remedy="the CIFAR-10 ResNet-18 SimSiam checkpoint (resnet18_cifar_variant1, 800 epochs) "
     "linked from the README of github.com/PatrickHua/SimSiam",
 )
@@ -142,13 +144,14 @@ def resnet18_cifar_simsiam(*, checkpoint: Path, trust_checkpoint: bool = False) 
         expected="expected a PatrickHua/SimSiam checkpoint: a dict with 'state_dict' whose "
         "keys start with 'backbone.' followed by CIFAR ResNet-18 names in torchvision naming "
         "(conv1, bn1, layer1-4 with downsample)",
-        preprocessing=CIFAR10,
         num_features=512,
     )
 
 
 @register_backbone(
     "resnet18_cifar_simclr",
+    input_config=CIFAR_RESNET18_INPUT,
+    dataset_statistics=True,
     remedy="a SimCLR CIFAR ResNet-18 checkpoint with kuangliu-style names "
     "(layerX.Y.shortcut.*); the official ASVP code does not name its source. Set key_prefix "
     "to the prefix of its backbone keys",
@@ -169,6 +172,5 @@ def resnet18_cifar_simclr(
         expected=f"expected a SimCLR CIFAR ResNet-18 state dict (raw or under 'state_dict') "
         f"whose keys start with key_prefix {key_prefix!r} followed by kuangliu-style "
         "ResNet-18 names (layerX.Y.shortcut.0/1 for downsample, linear for fc)",
-        preprocessing=CIFAR10,
         num_features=512,
     )

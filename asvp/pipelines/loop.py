@@ -165,7 +165,9 @@ class CellRunner:
     def _pretrained_features(self) -> None:
         """Pool features of the frozen pre-trained backbone, through the feature store."""
         backbone = self.models.fresh_backbone()
-        key = pretrained_key(backbone, self.config, len(self.split.pool))
+        key = pretrained_key(
+            backbone, self.models.transform.input, self.config, len(self.split.pool)
+        )
         self.features, seconds = CellFeatures.pretrained(
             self.store, key, lambda: self.models.pool_features(backbone), self.device
         )

@@ -15,12 +15,12 @@ import torch
 
 from asvp.config import CellConfig
 from asvp.data import ImageSet, Split
-from asvp.data.transforms import ImageTransform, InputConfig
 from asvp.features import extract_features
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
 from asvp.pipelines.records import derive_seed
 from asvp.progress import Progress
+from asvp.recipe import resolve_transform
 from asvp.timing import PhaseTimer
 from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune
 
@@ -28,7 +28,7 @@ from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune
 @dataclass(frozen=True)
 class FineTuned:
     """A classifier fine-tuned in this round and the backbone it was made from (fine-tuned in
-    place: its network is the classifier's; its preprocessing reads the images)."""
+    place: its network is the classifier's)."""
 
     model: Classifier
     backbone: Backbone
@@ -41,6 +41,7 @@ class CellModels:
         self, config: CellConfig, split: Split, device: torch.device, timer: PhaseTimer
     ) -> None:
         self.config = config
+        self.transform = resolve_transform(config)
         self.split = split
         self.device = device
         self.timer = timer
@@ -48,14 +49,6 @@ class CellModels:
     def fresh_backbone(self) -> Backbone:
         """A new copy of the pre-trained backbone."""
         return load_backbone(self.config.backbone, **self.config.backbone_options)
-
-    def transform(self, backbone: Backbone) -> ImageTransform:
-        """The cell's image transform: ``image_size`` px, bilinear, the official crop fraction
-        (Resize 256 + CenterCrop 224) and ``backbone``'s normalisation; no augmentation."""
-        prep = backbone.preprocessing
-        return ImageTransform(
-            InputConfig(self.config.image_size, "bilinear", 0.875, prep.mean, prep.std)
-        )
 
     def pool_features(self, backbone: Backbone) -> torch.Tensor:
         """``backbone``'s features of every pool row, with progress on stderr (untimed here:
@@ -65,7 +58,7 @@ class CellModels:
             backbone,
             self.split.pool,
             np.arange(pool_size),
-            self.transform(backbone),
+            self.transform,
             self.config.finetune.eval_batch_size,
             self.device,
             Progress(f"{self.config.dataset} pool features ({backbone.name})", pool_size),
@@ -82,7 +75,7 @@ class CellModels:
                 method,
                 self.config.finetune,
                 self.config.linear_probe,
-                self.transform(backbone),
+                self.transform,
                 derive_seed(self.config.seed, round_index, "finetune"),
                 self.device,
             )
@@ -106,7 +99,7 @@ class CellModels:
             tuned.model,
             data,
             indices,
-            self.transform(tuned.backbone),
+            self.transform,
             self.config.finetune.eval_batch_size,
             self.device,
             keep_embeddings,

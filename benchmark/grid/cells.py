@@ -101,7 +101,7 @@ def expand_cells(grid: Grid) -> list[Cell]:
                     train_method=entry.train_method,
                     seed=seed,
                     budgets=budgets,
-                    image_size=dataset.image_size or grid.image_size,
+                    transform=sections["transform"],
                     dataset_options=copy.deepcopy(dataset.options),
                     finetune=sections["finetune"],
                     linear_probe=sections["linear_probe"],

@@ -223,6 +223,13 @@ def read_datasets(check: Checker, value: Any, key: str) -> list[DatasetSpec]:
             for name, cls in DATASET_SECTIONS.items()
             if name in item
         }
+        if image_size not in (None, INVALID) and sections.get("transform") is not INVALID:
+            transform = sections.setdefault("transform", {})
+            if "size" in transform:
+                check.bad(f"{item_key}.image_size", image_size, SIZE_ONCE)
+                image_size = INVALID
+            else:
+                transform["size"] = image_size
         if INVALID in (name, options, executor, image_size, *sections.values()) or (
             backbone is not None and INVALID in backbone
         ):
@@ -231,7 +238,7 @@ def read_datasets(check: Checker, value: Any, key: str) -> list[DatasetSpec]:
             continue
         if budgets is not INVALID:
             specs.append(
-                DatasetSpec(name, options, budgets, executor, backbone, image_size, sections)
+                DatasetSpec(name, options, budgets, executor, backbone, sections)
             )
     return specs
 
@@ -256,6 +263,9 @@ def _read_budgets(check: Checker, value: Any, key: str) -> tuple[int, ...]:
         else:
             budgets.append(budget)
     return tuple(budgets) if len(check.errors) == errors_before else INVALID
+
+
+SIZE_ONCE = "the input size given once: image_size is short for transform.size, not both"
 
 
 def _read_image_size(check: Checker, value: Any, key: str) -> int | None:

@@ -29,10 +29,13 @@ from typing import Any
 from asvp.config import CellConfig
 from asvp.hashing import file_sha256
 from asvp.pipelines import get_pipeline
+from asvp.recipe import resolve_transform
 
 # Bump when a code change alters results: it changes every run key, so `run` re-runs every cell
 # instead of skipping cells whose finished runs were made by the old code.
-RESULTS_VERSION: int = 2  # 2: ASVP's re-extracted features are float16, as the stored ones
+# 2: ASVP's re-extracted features are float16, as the stored ones; 3: the official training
+# augmentation and the backbones' own input configurations (asvp.recipe)
+RESULTS_VERSION: int = 3
 
 
 def strategy_label(name: str, options: dict[str, Any]) -> str:
@@ -46,8 +49,10 @@ def strategy_label(name: str, options: dict[str, Any]) -> str:
 def scientific_config(config: CellConfig) -> dict[str, Any]:
     """The resolved settings that determine a cell's results, as JSON-ready data.
 
-    Every cell: dataset, dataset_options, backbone, image_size, pipeline, strategy, train_method,
-    seed, budgets, finetune and compute; strategy_options and backbone_options when given; plus the
+    Every cell: dataset, dataset_options, backbone, the resolved image transform
+    (:func:`asvp.recipe.resolve_transform`: the backbone's inputs with the grid's overrides and
+    the training augmentation), pipeline, strategy, train_method, seed, budgets, finetune and
+    compute; strategy_options and backbone_options when given; plus the
     sections its pipeline says it uses (:meth:`asvp.pipelines.Pipeline.run_key_sections`:
     linear_probe when the train method is ``lpft`` or ``auto``, proxy and discrepancy_analysis
     for ``svpp`` and ``asvp``, trigger for ``asvp`` only). Sections a cell does not use are
@@ -63,7 +68,7 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
         "dataset": config.dataset,
         "dataset_options": _named_by_content(config.dataset_options, "kept_indices_file"),
         "backbone": config.backbone,
-        "image_size": config.image_size,
+        "transform": dataclasses.asdict(resolve_transform(config)),
         "pipeline": config.pipeline,
         "strategy": config.strategy,
         "train_method": config.train_method,

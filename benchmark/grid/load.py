@@ -27,13 +27,15 @@ from asvp.config import (
     FineTuneConfig,
     LinearProbeConfig,
     ProxyConfig,
+    TransformConfig,
     TriggerConfig,
 )
 from asvp.pipelines import PIPELINE_TRAIN_METHODS
 from asvp.trigger import check_ped_settings
 from benchmark.executors.settings import ExecutorSettings
-from benchmark.grid.checker import ABSENT, Checker, expand_env, read_section
+from benchmark.grid.checker import ABSENT, INVALID, Checker, expand_env, read_section
 from benchmark.grid.entries import (
+    SIZE_ONCE,
     read_backbone,
     read_datasets,
     read_pipelines,
@@ -78,7 +80,8 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         )
     description = check.typed(data.get("description", ""), str, "description")
     backbone, backbone_options = read_backbone(check, data.get("backbone", ABSENT), "backbone")
-    image_size = check.typed(data.get("image_size", 224), ImageSize, "image_size")
+    image_size = data.get("image_size")
+    image_size = None if image_size is None else check.typed(image_size, ImageSize, "image_size")
     seeds = read_seeds(check, data.get("seeds", ABSENT), "seeds")
     strategies = read_strategies(check, data.get("strategies", ABSENT), "strategies")
     pipelines = read_pipelines(check, data.get("pipelines", ABSENT), "pipelines", strategies)
@@ -101,6 +104,12 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
             merged = dataclasses.replace(sections["trigger"], **entry.trigger_overrides)
             check_trigger(check, merged, f"pipelines[{i}].trigger")
     compute = read_section(check, data.get("compute"), "compute", ComputeConfig)
+    transform = read_section(check, data.get("transform"), "transform", TransformConfig)
+    if image_size not in (None, INVALID):
+        if transform.size is not None:
+            check.bad("image_size", image_size, SIZE_ONCE)
+        else:
+            transform = dataclasses.replace(transform, size=image_size)
     costs = read_section(check, data.get("costs"), "costs", Costs)
     executor = read_section(check, data.get("executor"), "executor", ExecutorSettings)
     tracking = read_section(check, data.get("tracking"), "tracking", TrackingSettings)
@@ -122,7 +131,7 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         datasets=datasets,
         backbone=backbone,
         backbone_options=backbone_options,
-        image_size=image_size,
+        transform=transform,
         seeds=seeds,
         strategies=strategies,
         pipelines=pipelines,

@@ -15,12 +15,18 @@ every key::
         budgets: [20, 40, 60]        # cumulative label counts, strictly increasing, <= pool size
         executor: {mem_gb: 32}       # optional; this dataset's own executor (SLURM) settings
         backbone: {name: resnet18_cifar_simsiam, options: {checkpoint: FILE}}  # optional
-        image_size: 32               # optional; this dataset's own image size
-        finetune: {epochs: 130}      # optional; fields of finetune, linear_probe and proxy
-                                     # set for this dataset (merged over the grid's sections)
+        image_size: 32               # optional; short for transform: {size: 32}
+        finetune: {epochs: 130}      # optional; fields of finetune, linear_probe, proxy and
+                                     # transform set for this dataset (merged over the grid's)
     backbone: efficientnet_lite0     # one of asvp.models.backbones.available_backbones(), or
                                      # {name: resnet50_byol_eman, options: {checkpoint: FILE}}
-    image_size: 48                   # default 224
+    image_size: 48                   # optional; short for transform: {size: 48}
+    transform:                       # TransformConfig; the backbone's own inputs by default
+      augment: official              # official: the official code's training augmentation for
+                                     # each dataset x backbone (asvp.recipe); none: no augment
+      size: 48                       # overrides of the backbone's input size, interpolation
+      interpolation: bilinear        # (bilinear | bicubic), crop_pct (test crop fraction),
+                                     # mean and std (3 numbers each)
     data_root: ${ASVP_DATA:-data}    # datasets' root folder (default data); not in run keys
     download: false                  # let torchvision download missing datasets
     full_data: false                 # add a full-data cell (FT on the whole pool) per seed
@@ -95,6 +101,7 @@ from asvp.config import (
     FineTuneConfig,
     LinearProbeConfig,
     ProxyConfig,
+    TransformConfig,
     TriggerConfig,
 )
 from asvp.options import Range
@@ -136,15 +143,16 @@ GRID_PIPELINES: dict[str, tuple[str, ...]] = {
 
 # fmt: off
 TOP_LEVEL_KEYS = (
-    "name", "description", "datasets", "backbone", "image_size", "seeds", "strategies",
-    "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger", "compute", "costs",
-    "executor", "tracking", "feature_store", "state_dir", "discrepancy_analysis", "data_root",
-    "download", "keep_updated_features", "full_data",
+    "name", "description", "datasets", "backbone", "image_size", "transform", "seeds",
+    "strategies", "pipelines", "baseline", "finetune", "linear_probe", "proxy", "trigger",
+    "compute", "costs", "executor", "tracking", "feature_store", "state_dir",
+    "discrepancy_analysis", "data_root", "download", "keep_updated_features", "full_data",
 )
 # fmt: on
 
 ImageSize = Annotated[int, Range(ge=1)]
-"""An input size in pixels (``image_size``, for the grid or one dataset)."""
+"""An input size in pixels (``image_size``, short for ``transform.size``, for the grid or one
+dataset)."""
 
 #: What a grid name may hold (it is an MLflow experiment name).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -183,16 +191,16 @@ class TrackingSettings:
 @dataclass(frozen=True)
 class DatasetSpec:
     """One dataset of a grid: registry name, loader options and cumulative label budgets, and
-    what it sets for itself over the grid's values: ``backbone`` (name and options),
-    ``image_size``, the fields of ``finetune``, ``linear_probe`` and ``proxy`` it overrides
-    (``sections``) and its executor settings (its SLURM resources)."""
+    what it sets for itself over the grid's values: ``backbone`` (name and options), the
+    fields of ``finetune``, ``linear_probe``, ``proxy`` and ``transform`` it overrides
+    (``sections``; its ``image_size`` is ``transform.size``) and its executor settings (its
+    SLURM resources)."""
 
     name: str
     options: dict[str, Any]
     budgets: tuple[int, ...]
     executor: dict[str, Any] = field(default_factory=dict)
     backbone: tuple[str, dict[str, Any]] | None = None
-    image_size: int | None = None
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -235,7 +243,7 @@ class Grid:
     datasets: list[DatasetSpec]
     backbone: str
     backbone_options: dict[str, Any]
-    image_size: int
+    transform: TransformConfig
     seeds: list[int]
     strategies: list[StrategySpec]
     pipelines: list[PipelineSpec]
@@ -285,6 +293,7 @@ DATASET_SECTIONS: dict[str, type] = {
     "finetune": FineTuneConfig,
     "linear_probe": LinearProbeConfig,
     "proxy": ProxyConfig,
+    "transform": TransformConfig,
 }
 DATASET_KEYS = ("name", "options", "budgets", "executor", "backbone", "image_size")
 DATASET_KEYS += tuple(DATASET_SECTIONS)

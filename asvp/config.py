@@ -57,9 +57,11 @@ class FineTuneConfig:
 class LinearProbeConfig:
     """The LP stage of LP-FT (Kumar et al., ICLR 2022): the head alone on frozen features.
 
-    The official code re-augments and re-encodes images every LP epoch; here the head is trained
-    on the frozen backbone's features of the un-augmented labelled images (equal when no
-    augmentation is used, and much cheaper). Cosine schedule as the proxy.
+    ``features``: ``per_epoch`` re-augments and re-encodes the labelled images every LP epoch,
+    as the official ``training_mode 3`` does; ``once`` trains on the frozen backbone's features
+    of the un-augmented labelled images, extracted once (much cheaper; the same thing when
+    training images are not augmented); ``auto``: ``per_epoch`` when the cell's training
+    images are augmented, else ``once``. Cosine schedule as the proxy.
     """
 
     epochs: Count = 10
@@ -67,6 +69,7 @@ class LinearProbeConfig:
     batch_size: Count = 256
     weight_decay: Decay = 0.0
     momentum: Momentum = 0.9
+    features: Literal["auto", "per_epoch", "once"] = "auto"
 
 
 @dataclass(frozen=True)

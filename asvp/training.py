@@ -7,7 +7,7 @@ order, so a round can be repeated exactly. Backbones are fine-tuned whole (every
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,21 +39,15 @@ def _cosine_factor(step: int, total_steps: int) -> float:
     return math.cos(math.pi * PROXY_COSINE_CYCLES * step / max(total_steps, 1))
 
 
-def _train_on_tensors(
+def _train_with_cosine(
     model: nn.Module,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
+    epochs: Iterator[list[tuple[torch.Tensor, torch.Tensor]]] | Iterable,
+    steps_per_epoch: int,
     config: ProxyConfig | LinearProbeConfig,
-    seed: int,
 ) -> None:
-    """SGD (Nesterov) with per-step cosine decay over tensors already on the device, with the
-    epochs, batch size, learning rate, momentum and weight decay of ``config``; the batch
-    order is drawn from a generator seeded with ``seed``.
-
-    Each step gathers its batch with one index operation on the device: no per-sample Python,
-    no host round trip (the batch order is drawn on the host from that generator, so CPU and
-    GPU runs see the same batches).
-    """
+    """SGD (Nesterov) with per-step cosine decay, with the epochs, learning rate, momentum and
+    weight decay of ``config``, over ``epochs``: one iterable of ``(inputs, labels)`` batches
+    per epoch, ``steps_per_epoch`` batches each (the schedule's length)."""
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
@@ -61,26 +55,47 @@ def _train_on_tensors(
         weight_decay=config.weight_decay,
         nesterov=True,
     )
-    order = BatchOrder(len(labels), config.batch_size, torch.Generator().manual_seed(seed))
-    total_steps = config.epochs * len(order)
+    total_steps = config.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _cosine_factor(step, total_steps)
     )
     model.train()
-    for _ in range(config.epochs):
+    for batches in epochs:
+        for inputs, labels in batches:
+            loss = F.cross_entropy(model(inputs), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+
+
+def _train_on_tensors(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    config: ProxyConfig | LinearProbeConfig,
+    seed: int,
+) -> None:
+    """:func:`_train_with_cosine` over tensors already on the device, in batches of
+    ``config.batch_size`` in an order drawn from a generator seeded with ``seed``.
+
+    Each step gathers its batch with one index operation on the device: no per-sample Python,
+    no host round trip (the batch order is drawn on the host from that generator, so CPU and
+    GPU runs see the same batches).
+    """
+    order = BatchOrder(len(labels), config.batch_size, torch.Generator().manual_seed(seed))
+
+    def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = list(order)
-        if not batches:  # no labelled rows: nothing to train on
-            break
         rows = torch.from_numpy(np.concatenate(batches)).to(inputs.device, non_blocking=True)
         start = 0
         for batch in batches:
             index = rows[start : start + len(batch)]
             start += len(batch)
-            loss = F.cross_entropy(model(inputs[index]), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            yield inputs[index], labels[index]
+
+    if len(order):  # no labelled rows: nothing to train on
+        _train_with_cosine(model, (epoch() for _ in range(config.epochs)), len(order), config)
 
 
 def train_proxy(
@@ -195,11 +210,43 @@ def _linear_probe(
     seed: int,
     device: torch.device,
 ) -> None:
-    """LP stage of LP-FT: train ``model.head`` on the frozen backbone's features."""
+    """LP stage of LP-FT: train ``model.head`` on the frozen backbone's features, after
+    BatchNorm recalibration. With augmented training images (and ``config.features`` ``auto``
+    or ``per_epoch``) the features are re-encoded from freshly augmented images every epoch,
+    as the official ``training_mode 3`` does; otherwise they are those of the un-augmented
+    images, extracted once (cheaper, and the same images)."""
     _recalibrate_batch_norm(model.backbone, data, indices, transform, config, device)
-    features = extract_features(backbone, data, indices, transform, config.batch_size, device)
-    labels = torch.from_numpy(data.labels[indices]).to(device)
-    _train_on_tensors(model.head, features, labels, config, seed + 1)
+    labels = torch.from_numpy(data.labels).to(device)
+    augmented = transform.augmentation.kind != "none"
+    if config.features == "once" or (config.features == "auto" and not augmented):
+        features = extract_features(backbone, data, indices, transform, config.batch_size, device)
+        _train_on_tensors(model.head, features, labels[indices], config, seed + 1)
+        return
+    network = prepare_model(backbone.network, device).eval()
+    loader = ImageBatchLoader(
+        data,
+        indices,
+        config.batch_size,
+        transform,
+        torch.Generator().manual_seed(seed + 1),
+        device,
+        loader_workers(device),
+        augment_seed=seed + 1,
+    )
+
+    def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, rows in loader:
+            with torch.no_grad():
+                features = network(images).float()
+            yield features, labels[rows]
+
+    with loader:
+        if len(loader):
+            _train_with_cosine(
+                model.head, (epoch() for _ in range(config.epochs)), len(loader), config
+            )
+    if device.type == "cuda":  # give the network back in its own layout
+        network.to(memory_format=torch.contiguous_format)
 
 
 def fine_tune(

@@ -160,3 +160,43 @@ def test_file_training_images_are_the_official_transform_s(tmp_path):
     assert torch.equal(ours, again)
     other = pool.batch(rows, transform, torch.Generator().manual_seed(6))
     assert not torch.equal(ours, other)
+
+
+def _probe_then_tune(augmentation: Augmentation, features: str) -> dict[str, torch.Tensor]:
+    from transform_data import transform_of
+
+    from asvp.config import FineTuneConfig, LinearProbeConfig
+    from asvp.data.images import ArrayImageSet
+    from asvp.models.backbones import load_backbone
+    from asvp.training import fine_tune
+
+    rng = np.random.default_rng(2)
+    data = ArrayImageSet(
+        rng.integers(0, 256, (12, 20, 20, 3), dtype=np.uint8), rng.integers(0, 3, 12), 3
+    )
+    model = fine_tune(
+        load_backbone("efficientnet_lite0"),
+        data,
+        np.arange(12),
+        "lpft",
+        FineTuneConfig(epochs=1, batch_size=6, milestones=()),
+        LinearProbeConfig(epochs=2, batch_size=6, features=features),
+        transform_of(16, (0.5,) * 3, (0.5,) * 3, augmentation),
+        seed=1,
+        device=torch.device("cpu"),
+    )
+    return {k: v.clone() for k, v in model.head.state_dict().items()}
+
+
+def test_with_augmentation_the_linear_probe_re_encodes_augmented_images_every_epoch():
+    """LP-FT as the official training_mode 3: ``auto`` is ``per_epoch`` when training images
+    are augmented, and differs from the cheaper probe on features extracted once."""
+    augmented = Augmentation("random_resized_crop", flip=True)
+    auto = _probe_then_tune(augmented, "auto")
+    per_epoch = _probe_then_tune(augmented, "per_epoch")
+    once = _probe_then_tune(augmented, "once")
+    assert all(torch.equal(auto[k], per_epoch[k]) for k in auto)
+    assert not all(torch.equal(auto[k], once[k]) for k in auto)
+    plain_auto = _probe_then_tune(NO_AUGMENTATION, "auto")
+    plain_once = _probe_then_tune(NO_AUGMENTATION, "once")
+    assert all(torch.equal(plain_auto[k], plain_once[k]) for k in plain_auto)

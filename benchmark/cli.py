@@ -195,9 +195,7 @@ def _print_transforms(cells: list[Cell]) -> None:
     from asvp.data import dataset_images
     from asvp.recipe import resolve_transform
 
-    transforms = {
-        (c.config.dataset, c.config.backbone): resolve_transform(c.config) for c in cells
-    }
+    transforms = {(c.config.dataset, c.config.backbone): resolve_transform(c.config) for c in cells}
     for (dataset, backbone), transform in transforms.items():
         files = dataset_images(dataset).native_size is None
         print(f"  transform {dataset} x {backbone}: {transform.describe(files)}")

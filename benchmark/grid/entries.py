@@ -237,9 +237,7 @@ def read_datasets(check: Checker, value: Any, key: str) -> list[DatasetSpec]:
         if not check.registry_options(check_dataset_options, name, options, f"{item_key}.options"):
             continue
         if budgets is not INVALID:
-            specs.append(
-                DatasetSpec(name, options, budgets, executor, backbone, sections)
-            )
+            specs.append(DatasetSpec(name, options, budgets, executor, backbone, sections))
     return specs
 
 

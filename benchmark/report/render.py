@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.grid import Grid
+from benchmark.grid import RESULTS_VERSION, Grid
 from benchmark.report.summary import ReportTable
 
 DEFINITIONS_NOTE = (
@@ -91,8 +91,9 @@ def caption(grid: Grid, table: ReportTable) -> str:
     return (
         (f"{machines}\n\n" if machines else "")
         + f"{significance_note(table)}\n\n"
-        + f"Grid `{grid.name}`. Prices: ${costs.label_price} per label x {costs.reviews_per_label} "
-        f"review(s); {prices}.{note}\n\nReference (a*): {'; '.join(table.references)}.\n\n"
+        + f"Grid `{grid.name}`, results version {RESULTS_VERSION}. "
+        f"Prices: ${costs.label_price} per label x {costs.reviews_per_label} review(s); "
+        f"{prices}.{note}\n\nReference (a*): {'; '.join(table.references)}.\n\n"
         f"{DEFINITIONS_NOTE}"
     )
 
@@ -171,14 +172,15 @@ def write_report(
     paired: pd.DataFrame | None = None,
     discrepancy_hardware: dict[str, int] | None = None,
 ) -> str:
-    """Write ``table2.csv``, ``table2.md`` and ``table2.tex`` (and, when given and not empty,
+    """Write ``table2.csv`` (its last column the :data:`RESULTS_VERSION` that made it),
+    ``table2.md`` and ``table2.tex`` (and, when given and not empty,
     ``discrepancy.csv`` and ``discrepancy.md`` with the hardware of its runs,
     ``discrepancy_hardware``, under it, and ``paired.csv``: every budget's paired test,
     :func:`~benchmark.report.significance.paired_tests`) into ``out_dir``; return the Table 2
     Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.rows.fillna("")
-    shown.to_csv(out_dir / "table2.csv", index=False)
+    shown.assign(results_version=RESULTS_VERSION).to_csv(out_dir / "table2.csv", index=False)
     text = caption(grid, table)
     markdown = markdown_table(shown) + "\n\n" + text + "\n"
     (out_dir / "table2.md").write_text(markdown)

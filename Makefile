@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint bench replicate-table2 slurm-up slurm-down clean
+.PHONY: install demo test lint bench gpu-check replicate-table2 slurm-up slurm-down clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,15 @@ bench: install
 	$(BIN)/python -m perf.selection --device $(BENCH_DEVICE)
 	$(BIN)/python -m perf.proxy_round --device $(BENCH_DEVICE)
 	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m perf.finetune --device $(BENCH_DEVICE))
+
+# One command on one GPU (H100/H200), under 8 minutes (each step killed past its budget): the
+# CUDA-only tests, one demo cell on CUDA (wall time, test accuracies), fine-tuning images/s of a
+# ResNet-50 at 224 px fp32 vs mixed with the official augmentation in loader workers, and the
+# GPU parts of `make bench` at sizes that fit; writes the "GPU check" section of
+# docs/benchmarks.md with the GPU's name. Without CUDA it stops at once (exit status 2).
+# `python -m perf.gpu_check --plan` lists the steps, their budgets and the tests.
+gpu-check: install
+	$(BIN)/python -m perf.gpu_check
 
 # A single-node SLURM cluster on this machine (root; Debian/Ubuntu), for trying the slurm executor.
 slurm-up:

@@ -2,7 +2,8 @@
 
 Usage (from the repository root)::
 
-    python -m perf.finetune [--device cuda] [--images 2048] [--output PATH]
+    python -m perf.finetune [--device cuda] [--images 2048] [--augment none|official]
+                            [--output PATH]
 
 Times :func:`asvp.training.fine_tune` itself (the loop a cell runs: data loader workers,
 channels-last, autocast) on a ResNet-50 (torchvision's architecture, random weights: the
@@ -13,6 +14,13 @@ one and for three epochs; images/s = 2 x images / (t3 - t1), so model loading, t
 epoch's cuDNN autotuning and worker start-up cancel out. Writes the section ``finetune`` of
 ``docs/benchmarks.md``. On a CPU it measures too (use small ``--images`` and
 ``--image-size``), but the figure of interest is the GPU's.
+
+``--augment official`` trains on the official ImageNet training transform
+(:data:`OFFICIAL_AUGMENTATION`: RandomResizedCrop + horizontal flip, each batch's draws from
+its own generator), applied where a cell applies it: in the loader workers on CUDA
+(:func:`asvp.loading.loader_workers`), so the figure says whether the workers keep up with the
+GPU. The images are held at the input size, so a crop is resized up to it as from a larger
+ImageNet photo, but no JPEG is decoded.
 """
 
 from __future__ import annotations
@@ -25,11 +33,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from asvp.data.transforms import NO_AUGMENTATION, Augmentation
+
 from .document import write_section
 from .selection import DEFAULT_OUTPUT, _machine_line, machine_info
 
 SECTION = "finetune"
 BATCH_SIZE = 128
+OFFICIAL_AUGMENTATION = Augmentation("random_resized_crop", flip=True)
+"""The official ImageNet training augmentation: RandomResizedCrop (scale 0.08-1) + flip."""
+AUGMENTATIONS = {"none": NO_AUGMENTATION, "official": OFFICIAL_AUGMENTATION}
 
 
 def images_per_second(
@@ -38,8 +51,10 @@ def images_per_second(
     images: int,
     image_size: int = 224,
     architecture: str = "resnet50",
+    augmentation: Augmentation = NO_AUGMENTATION,
 ) -> float:
-    """Fine-tuning throughput (images/s) of ``architecture`` on ``images`` synthetic images."""
+    """Fine-tuning throughput (images/s) of ``architecture`` on ``images`` synthetic images,
+    trained through ``augmentation`` (none: the test transform, as before)."""
     import torch
     import torchvision
 
@@ -70,7 +85,7 @@ def images_per_second(
             "ft",
             config,
             LinearProbeConfig(),
-            ImageTransform(dataclasses.replace(RESNET50_INPUT, size=image_size)),
+            ImageTransform(dataclasses.replace(RESNET50_INPUT, size=image_size), augmentation),
             seed=0,
             device=torch.device(device),
             mixed_precision=mixed_precision,
@@ -82,8 +97,17 @@ def images_per_second(
     return 2 * images / (timed(3) - timed(1))
 
 
-def render_section(figures: dict[str, float], info: dict[str, str], images: int, size: int) -> str:
+def render_section(
+    figures: dict[str, float], info: dict[str, str], images: int, size: int, augment: str = "none"
+) -> str:
+    """The ``finetune`` section of ``docs/benchmarks.md`` from the measured images/s."""
     fp32, mixed = figures["fp32"], figures["mixed"]
+    training = (
+        "the test transform (no augmentation)"
+        if augment == "none"
+        else "the official augmentation (RandomResizedCrop + horizontal flip, in the loader "
+        "workers on CUDA)"
+    )
     return f"""## Fine-tuning throughput
 
 Written by `python -m perf.finetune` on {time.strftime("%Y-%m-%d")}.
@@ -91,10 +115,10 @@ Written by `python -m perf.finetune` on {time.strftime("%Y-%m-%d")}.
 **Machine.** {_machine_line(info)}.
 
 `asvp.training.fine_tune` of a ResNet-50 (random weights) at {size} px, batch {BATCH_SIZE},
-on {images:,} synthetic images in memory; images/s from the difference between a 3-epoch and
-a 1-epoch fine-tune (start-up excluded). *mixed* is the default on CUDA: autocast (bfloat16
-where native, else float16 with loss scaling), channels-last; *fp32* turns autocast off
-(channels-last stays).
+on {images:,} synthetic images in memory, trained through {training};
+images/s from the difference between a 3-epoch and a 1-epoch fine-tune (start-up excluded).
+*mixed* is the default on CUDA: autocast (bfloat16 where native, else float16 with loss
+scaling), channels-last; *fp32* turns autocast off (channels-last stays).
 
 | precision | images/s |
 |---|---|
@@ -110,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--augment", choices=sorted(AUGMENTATIONS), default="none")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="'-': print only")
     args = parser.parse_args(argv)
     import torch
@@ -118,11 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("perf.finetune: no CUDA device here; nothing measured", file=sys.stderr)
         return 2
     figures = {
-        name: images_per_second(args.device, mixed, args.images, args.image_size)
+        name: images_per_second(
+            args.device,
+            mixed,
+            args.images,
+            args.image_size,
+            augmentation=AUGMENTATIONS[args.augment],
+        )
         for name, mixed in (("fp32", False), ("mixed", True))
     }
     info = machine_info(args.device, torch.get_num_threads())
-    section = render_section(figures, info, args.images, args.image_size)
+    section = render_section(figures, info, args.images, args.image_size, args.augment)
     print(section)
     if args.output != "-":
         write_section(args.output, SECTION, section)

@@ -143,6 +143,30 @@ def test_finetune_throughput_is_measured_through_fine_tune():
     assert "| mixed | 25.0 |" in text and "2.50× the float32 throughput" in text
 
 
+def test_finetune_throughput_trains_through_the_official_augmentation(monkeypatch):
+    import asvp.training
+    from perf.finetune import OFFICIAL_AUGMENTATION, images_per_second, render_section
+
+    transforms = []
+    real = asvp.training.fine_tune
+
+    def recording(*args, **kwargs):
+        transforms.append(args[6])  # fine_tune(backbone, data, indices, method, ft, lp, transform)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asvp.training, "fine_tune", recording)
+    rate = images_per_second(
+        "cpu", False, 16, image_size=32, architecture="resnet18", augmentation=OFFICIAL_AUGMENTATION
+    )
+    assert isinstance(rate, float) and np.isfinite(rate)
+    assert [t.augmentation for t in transforms] == [OFFICIAL_AUGMENTATION] * 2
+    assert transforms[0].size == 32 and OFFICIAL_AUGMENTATION.kind == "random_resized_crop"
+    text = render_section(
+        {"fp32": 10.0, "mixed": 25.0}, _INFO | {"device": "cuda"}, 16, 32, "official"
+    )
+    assert "RandomResizedCrop + horizontal flip" in text
+
+
 _INFO = {
     "cpu": "CPU",
     "cores": "2",

@@ -47,7 +47,7 @@ bench: install
 	$(BIN)/python -m perf.cli_latency
 	$(BIN)/python -m perf.selection --device $(BENCH_DEVICE)
 	$(BIN)/python -m perf.proxy_round --device $(BENCH_DEVICE)
-	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m perf.finetune --device $(BENCH_DEVICE))
+	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m perf.finetune --device $(BENCH_DEVICE) --augment official)
 
 # One command on one GPU (H100/H200), under 8 minutes (each step killed past its budget): the
 # CUDA-only tests, one demo cell on CUDA (wall time, test accuracies), fine-tuning images/s of a

@@ -112,10 +112,6 @@ class ImageTransform:
     input: InputConfig
     augmentation: Augmentation = NO_AUGMENTATION
 
-    @property
-    def size(self) -> int:
-        return self.input.size
-
     def describe(self, files: bool) -> str:
         """One line: the test transform (of image ``files``, or of images held in memory), the
         normalisation and the training augmentation."""

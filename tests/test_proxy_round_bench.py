@@ -160,7 +160,7 @@ def test_finetune_throughput_trains_through_the_official_augmentation(monkeypatc
     )
     assert isinstance(rate, float) and np.isfinite(rate)
     assert [t.augmentation for t in transforms] == [OFFICIAL_AUGMENTATION] * 2
-    assert transforms[0].size == 32 and OFFICIAL_AUGMENTATION.kind == "random_resized_crop"
+    assert transforms[0].input.size == 32 and OFFICIAL_AUGMENTATION.kind == "random_resized_crop"
     text = render_section(
         {"fp32": 10.0, "mixed": 25.0}, _INFO | {"device": "cuda"}, 16, 32, "official"
     )

@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _select_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
     """The cells matching every given filter (each filter: any of its values)."""
     tests = {
-        "dataset": lambda cell: {cell.config.dataset},
+        "dataset": lambda cell: {cell.config.dataset, cell.dataset_label},
         "strategy": lambda cell: {cell.strategy_label, cell.config.strategy},
         "pipeline": lambda cell: {
             cell.pipeline_label,

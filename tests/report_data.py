@@ -44,6 +44,7 @@ def make_cell(
         run_name=f"{dataset}/resnet50/{label}/{strategy}/s{seed}",
         pipeline_label=label,
         strategy_label=strategy,
+        dataset_label=dataset,
     )
 
 

@@ -44,6 +44,7 @@ class Cell:
     run_name: str
     pipeline_label: str
     strategy_label: str
+    dataset_label: str
 
     def params(self) -> dict[str, str]:
         """The flat resolved scientific config for MLflow params: dotted keys (``finetune.epochs``),
@@ -119,6 +120,7 @@ def expand_cells(grid: Grid) -> list[Cell]:
                         run_name=run_name(config, entry.label, strategy.label),
                         pipeline_label=entry.label,
                         strategy_label=strategy.label,
+                        dataset_label=dataset.label,
                     )
                 )
     return cells

@@ -202,6 +202,13 @@ class DatasetSpec:
     executor: dict[str, Any] = field(default_factory=dict)
     backbone: tuple[str, dict[str, Any]] | None = None
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    given_label: str | None = None  # the grid's ``label:`` (several own datasets in one grid)
+
+    @property
+    def label(self) -> str:
+        """What tables, figures and run names call this dataset: its ``label:``, else its
+        registry name."""
+        return self.given_label or self.name
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def accuracy_figure(
     """Test accuracy vs labels on ``dataset``: a panel per strategy with a line per pipeline and
     the random baseline, seed mean ± 1 std (band; none for a single seed), and the full-data
     cells' seed-mean accuracy as a dashed horizontal line."""
-    mine = [c for c in curves if c.cell.config.dataset == dataset]
+    mine = [c for c in curves if c.cell.dataset_label == dataset]
     style = style or style_from_curves(mine)
     long = pd.DataFrame(
         [

@@ -141,7 +141,7 @@ def paired_tests(curves: Sequence[CellCurve]) -> pd.DataFrame:
     for curve in curves:
         if curve.cell.config.pipeline in (RANDOM, FULL_DATA):
             continue
-        key = (curve.cell.config.dataset, curve.cell.strategy_label, curve.cell.pipeline_label)
+        key = (curve.cell.dataset_label, curve.cell.strategy_label, curve.cell.pipeline_label)
         groups.setdefault(key, []).append(curve)
     rows = []
     for mine, theirs in permutations(groups, 2):

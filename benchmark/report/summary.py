@@ -86,8 +86,8 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
     ``curves``. ``source`` names the grid in errors.
     """
     rows = []
-    for dataset in sorted({c.cell.config.dataset for c in curves}):
-        mine = sorted((c for c in curves if c.cell.config.dataset == dataset), key=_family_order)
+    for dataset in sorted({c.cell.dataset_label for c in curves}):
+        mine = sorted((c for c in curves if c.cell.dataset_label == dataset), key=_family_order)
         randoms = [c for c in mine if c.cell.config.pipeline == RANDOM]
         if not randoms:
             raise ReportError(f"{source}: no finished random-baseline run for {dataset}")
@@ -297,7 +297,7 @@ def discrepancy_table(curves: list[CellCurve]) -> pd.DataFrame:
     groups: dict[tuple[str, str, str], list[CellCurve]] = {}
     for curve in curves:
         if curve.discrepancy:
-            key = (curve.cell.config.dataset, curve.cell.pipeline_label, curve.cell.strategy_label)
+            key = (curve.cell.dataset_label, curve.cell.pipeline_label, curve.cell.strategy_label)
             groups.setdefault(key, []).append(curve)
     for (dataset, pipeline, strategy), members in groups.items():
         steps = sorted(set.intersection(*(set(c.discrepancy["both"]) for c in members)))

@@ -14,7 +14,9 @@ from report_data import BUDGETS, COSTS, POOL, make_cell, record_finished_runs, s
 from benchmark.cli import main
 from benchmark.grid import load_grid
 from benchmark.report import (
+    RATIO_TO_RANDOM,
     SUMMARY_METRICS,
+    SUMMARY_PREFIX,
     ReportError,
     latex_escape,
     log_summaries,
@@ -135,21 +137,27 @@ def test_summary_metrics_are_logged_into_the_runs_once(uri):
     runs = seed_summaries([c for c in curves if c.cell.config.pipeline != "standard"], COSTS)
     runs["run_id"] = [client.create_run(experiment).info.run_id for _ in range(len(runs))]
     logged = log_summaries(client, runs)
-    finite = runs[list(SUMMARY_METRICS)].notna().to_numpy().sum()
-    assert logged == finite
+    expected = 0
     for row in runs.to_dict("records"):
         metrics = client.get_run(row["run_id"]).data.metrics
+        assert not set(metrics) & set(SUMMARY_METRICS)  # no bare name sorting among curves
         for name in SUMMARY_METRICS:
-            if math.isnan(row[name]):
-                assert name not in metrics  # NaN is skipped, not logged
+            key = f"{SUMMARY_PREFIX}{name}"
+            if row["family"] == "random" and name in RATIO_TO_RANDOM:
+                assert key not in metrics  # the reference is not scored against itself
+            elif math.isnan(row[name]):
+                assert key not in metrics  # NaN is skipped, not logged
             else:
-                assert metrics[name] == pytest.approx(row[name])
+                assert metrics[key] == pytest.approx(row[name])
+                assert [m.step for m in client.get_metric_history(row["run_id"], key)] == [0]
+                expected += 1
+    assert logged == expected
     assert log_summaries(client, runs) == 0  # unchanged: nothing appended
     first = runs["run_id"].iloc[0]
-    assert len(client.get_metric_history(first, "final_acc")) == 1
+    assert len(client.get_metric_history(first, "summary/final_acc")) == 1
     changed = runs.assign(final_acc=runs["final_acc"] + 0.01)
     assert log_summaries(client, changed) == len(runs)
-    assert client.get_run(first).data.metrics["final_acc"] == pytest.approx(
+    assert client.get_run(first).data.metrics["summary/final_acc"] == pytest.approx(
         changed["final_acc"].iloc[0]
     )
 
@@ -185,7 +193,10 @@ def test_report_command_writes_everything_and_logs_once(tmp_path, uri, capsys):
     assert set(ratios["pipeline"]) >= {"asvp-auto/standard-ft", "svpp-lpft/standard-ft"}
 
     runs = client.search_runs([client.get_experiment_by_name("formats").experiment_id])
-    assert all("ssr" in run.data.metrics and "final_acc" in run.data.metrics for run in runs)
+    for run in runs:
+        random = run.data.tags["pipeline"] == "random"
+        assert "summary/final_acc" in run.data.metrics
+        assert ("summary/ssr" in run.data.metrics) is not random  # random: the reference
     published = client.get_experiment_by_name("published").experiment_id
     assert len(client.search_runs([published])) == 4
 
@@ -193,7 +204,7 @@ def test_report_command_writes_everything_and_logs_once(tmp_path, uri, capsys):
     assert "0 new run(s), 4 unchanged" in capsys.readouterr().out
     assert len(client.search_runs([published])) == 4
     for run in runs:
-        assert len(client.get_metric_history(run.info.run_id, "final_acc")) == 1
+        assert len(client.get_metric_history(run.info.run_id, "summary/final_acc")) == 1
 
 
 def test_a_malformed_published_file_stops_the_report_before_it_writes(tmp_path, uri, capsys):

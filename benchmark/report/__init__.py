@@ -92,7 +92,10 @@ from benchmark.report.significance import (
     within_noise,
 )
 from benchmark.report.summary import (
+    RATIO_TO_RANDOM,
+    REFERENCE,
     SUMMARY_METRICS,
+    SUMMARY_PREFIX,
     ReportError,
     ReportTable,
     discrepancy_table,
@@ -128,9 +131,12 @@ __all__ = [
     "PRICE_METRIC",
     "RATIO_METRICS",
     "RATIO_PAIRS",
+    "RATIO_TO_RANDOM",
+    "REFERENCE",
     "REFERENCE_FAMILIES",
     "STATISTICS_NOTE",
     "SUMMARY_METRICS",
+    "SUMMARY_PREFIX",
     "UNKNOWN_HARDWARE",
     "CellCurve",
     "FigureStyle",

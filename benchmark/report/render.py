@@ -18,7 +18,12 @@ DEFINITIONS_NOTE = (
     "Definitions are asvp-bench's own (the paper's formulas are not public): SSR = 1 - n/B, "
     "n = labels at which the curve first reaches the seed-mean random accuracy at B "
     "(piecewise-linear); total cost = n x label price x reviews + sampling device-hours up to n "
-    "x device-hour price; evaluation-only fine-tuning (all budgets) is excluded and shown apart."
+    "x device-hour price; evaluation-only fine-tuning (all budgets) is excluded and shown apart. "
+    'Saving vs random (USD), ours: the paper\'s "equivalent saving amount" in dollars = the '
+    "random baseline's seed-mean total cost at B minus this row's total cost to reach a* "
+    "(cost saving vs random = that saving / random's cost); n/a where a seed never reached a*. "
+    "The random row is the reference: a* is its seed-mean accuracy at B, its total cost is its "
+    "own at B, and it has no ratio to itself."
 )
 
 DISCREPANCY_NOTE = (
@@ -81,15 +86,16 @@ def significance_note(table: ReportTable) -> str:
 
 
 def caption(grid: Grid, table: ReportTable) -> str:
-    """The table's caption (Markdown): the hardware its runs came from (:func:`hardware_note`),
-    how to read its statistics (:func:`significance_note`), prices, reference accuracies, the
-    definitions note."""
+    """The table's caption (Markdown): its warnings first (:attr:`ReportTable.warnings`), the
+    hardware its runs came from (:func:`hardware_note`), how to read its statistics
+    (:func:`significance_note`), prices, reference accuracies, the definitions note."""
     costs = grid.costs
     prices = ", ".join(f"{k}: ${v}/device-hour" for k, v in sorted(costs.device_hour.items()))
     note = f" {costs.note}" if costs.note else ""
     machines = hardware_note(table.hardware)
     return (
-        (f"{machines}\n\n" if machines else "")
+        "".join(f"{warning}\n\n" for warning in table.warnings)
+        + (f"{machines}\n\n" if machines else "")
         + f"{significance_note(table)}\n\n"
         + f"Grid `{grid.name}`, results version {RESULTS_VERSION}. "
         f"Prices: ${costs.label_price} per label x {costs.reviews_per_label} review(s); "
@@ -172,7 +178,9 @@ def write_report(
     paired: pd.DataFrame | None = None,
     discrepancy_hardware: dict[str, int] | None = None,
 ) -> str:
-    """Write ``table2.csv`` (its last column the :data:`RESULTS_VERSION` that made it),
+    """Write ``table2.csv`` (the table's text columns, then the numbers behind its
+    reach-dependent cells, :attr:`ReportTable.numbers`, then the :data:`RESULTS_VERSION` that
+    made it),
     ``table2.md`` and ``table2.tex`` (and, when given and not empty,
     ``discrepancy.csv`` and ``discrepancy.md`` with the hardware of its runs,
     ``discrepancy_hardware``, under it, and ``paired.csv``: every budget's paired test,
@@ -180,7 +188,10 @@ def write_report(
     Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.rows.fillna("")
-    shown.assign(results_version=RESULTS_VERSION).to_csv(out_dir / "table2.csv", index=False)
+    machine = pd.concat(
+        [shown.reset_index(drop=True), table.numbers.reset_index(drop=True)], axis=1
+    )
+    machine.assign(results_version=RESULTS_VERSION).to_csv(out_dir / "table2.csv", index=False)
     text = caption(grid, table)
     markdown = markdown_table(shown) + "\n\n" + text + "\n"
     (out_dir / "table2.md").write_text(markdown)

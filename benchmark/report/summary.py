@@ -49,10 +49,23 @@ SUMMARY_METRICS = (
     "aubc",
     "final_acc",
     "cost_saving_vs_random",
+    "saving_vs_random_usd",
 )
 """The per-seed metrics :func:`log_summaries` writes into each run (and the names the published
 values use, :mod:`benchmark.published`). ``sampling_hours`` is the run's whole sampling compute
-(to its last budget); ``training_cost_usd`` is the sampling compute up to ``n`` x its price."""
+(to its last budget); ``training_cost_usd`` is the sampling compute up to ``n`` x its price;
+``saving_vs_random_usd`` is the paper's "equivalent saving amount" in dollars (our definition:
+random's seed-mean total cost at B minus the run's total cost to reach a*)."""
+
+RATIO_TO_RANDOM = ("ssr", "cost_saving_vs_random", "saving_vs_random_usd")
+"""The metrics that compare a run with the random baseline: undefined for a random run itself
+(it would be scored against its own seed mean), so neither shown nor logged for it."""
+
+SUMMARY_PREFIX = "summary/"
+"""The MLflow metric-name prefix of the :data:`SUMMARY_METRICS` (see :func:`log_summaries`)."""
+
+_REACH_METRICS = ("ssr", "total_cost_usd", "cost_saving_vs_random", "saving_vs_random_usd")
+"""The metrics read where a run reaches a*: NaN in the seeds that never do."""
 
 
 class ReportError(ValueError):
@@ -76,10 +89,12 @@ def _family_order(curve: CellCurve) -> int:
 def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") -> pd.DataFrame:
     """One row per run: its metrics against its dataset's seed-mean random baseline.
 
-    Columns: dataset, pipeline (label), strategy (label), family (``CellConfig.pipeline``), seed,
-    run_id, device, hardware (its label), device_hour_price, reference_budget (B, the random
-    baseline's last budget), reference_acc (a*), labels_needed (n), the
-    :data:`SUMMARY_METRICS`, eval_hours, eval_cost_usd and updates_at. Labelling cost = n x
+    Columns: dataset, pipeline (label), strategy (label), family (``CellConfig.pipeline``),
+    train_method, seed, run_id, device, hardware (its label), device_hour_price,
+    reference_budget (B, the random baseline's last budget), reference_acc (a*),
+    reference_cost_usd (random's seed-mean total cost at B), labels_needed (n), the
+    :data:`SUMMARY_METRICS`, cost_at_reference_usd (a random run's own total cost at B; NaN for
+    other runs), eval_hours, eval_cost_usd and updates_at. Labelling cost = n x
     label price x reviews; training cost = total cost (:func:`asvp.costs.total_cost`) -
     labelling cost. NaN where a run never reaches a*, and for a full-data run everything but
     its accuracy. Rows: per dataset (sorted), random first, full-data next, then the order of
@@ -100,6 +115,8 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
             full = c.cell.config.pipeline == FULL_DATA
             n = math.nan if full else budget_to_reach(c.budgets, c.acc, target)
             labelling, training, total = _costs_at(c, n, costs, source)
+            random = c.cell.config.pipeline == RANDOM
+            at_b = _costs_at(c, reference, costs, source)[2] if random else math.nan
             price = _device_price(costs, c.device, source)
             eval_hours = float(np.sum(c.evaluation_seconds)) / 3600.0
             curve_metrics = (  # not defined for the full-data cell's single budget
@@ -116,6 +133,7 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
                     "pipeline": c.cell.pipeline_label,
                     "strategy": c.cell.strategy_label,
                     "family": c.cell.config.pipeline,
+                    "train_method": c.cell.config.train_method,
                     "seed": c.cell.config.seed,
                     "run_id": c.run_id,
                     "device": c.device,
@@ -123,6 +141,7 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
                     "device_hour_price": price,
                     "reference_budget": reference,
                     "reference_acc": target,
+                    "reference_cost_usd": random_cost,
                     "labels_needed": n,
                     **curve_metrics,
                     "total_cost_usd": total,
@@ -131,6 +150,8 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
                     "sampling_hours": float(cumulative_sampling_hours(c.sampling_seconds)[-1]),
                     "final_acc": float(c.acc[-1]),
                     "cost_saving_vs_random": 1.0 - total / random_cost if random_cost else math.nan,
+                    "saving_vs_random_usd": random_cost - total,
+                    "cost_at_reference_usd": at_b,
                     "eval_hours": eval_hours,
                     "eval_cost_usd": eval_hours * price,
                     "updates_at": c.updates_at,
@@ -152,23 +173,41 @@ def _costs_at(
     return labelling, total - labelling, total
 
 
+def _amount(value: float, digits: int, prefix: str) -> str:
+    """``value`` with ``digits`` decimals after ``prefix`` (a minus sign before it: -$0.15)."""
+    return f"{'-' if value < 0 else ''}{prefix}{abs(value):.{digits}f}"
+
+
 def _fmt(
-    values: pd.Series, total: int, digits: int, prefix: str = "", interval: bool = False
+    values: pd.Series,
+    total: int,
+    digits: int,
+    prefix: str = "",
+    interval: bool = False,
+    reach: bool = False,
 ) -> str:
     """``mean ± std`` over the finite ``values`` and, with ``interval`` when every seed has a
-    value, the 95% confidence interval ``[low, high]``; ``(k/N reached)`` when only k of the N
-    seeds have one (no interval then: the seeds that never reached have no SSR, and an interval
-    of the others would flatter the row); a lone value alone (no spread to show)."""
+    value, the 95% confidence interval ``[low, high]``; a lone value alone (no spread to show).
+
+    When only k of the N seeds have a value (``reach``: the k that reached a*), it says so in
+    words that cannot be read as zero variance: ``(1 of 2 seeds reached a*; no spread)``, or
+    ``(mean ± std over the k of N seeds that reached a*)``, and gives no interval (an interval
+    of the seeds that reached would flatter the row)."""
     mean, std, count = mean_std(values)
     if count == 0:
-        return f"n/a (0/{total} reached)" if total else "n/a"
-    text = f"{prefix}{mean:.{digits}f}"
+        return f"never reached a* (0 of {total} seeds)" if reach and total else "n/a"
+    text = _amount(mean, digits, prefix)
     if count > 1:
         text += f" ± {std:.{digits}f}"
     bounds = confidence_interval(values) if interval and count == total else None
     if bounds is not None:
-        text += f" [{prefix}{bounds[0]:.{digits}f}, {prefix}{bounds[1]:.{digits}f}]"
-    return text + (f" ({count}/{total} reached)" if count < total else "")
+        text += f" [{_amount(bounds[0], digits, prefix)}, {_amount(bounds[1], digits, prefix)}]"
+    if count == total:
+        return text
+    which = "reached a*" if reach else "have a value"
+    if count == 1:
+        return f"{text} (1 of {total} seeds {which}; no spread)"
+    return f"{text} (mean ± std over the {count} of {total} seeds that {which})"
 
 
 @dataclass(frozen=True)
@@ -179,14 +218,22 @@ class ReportTable:
     thing": kernels differ between machines, so a table says which made it).
     ``within_noise``: the pairs of pipelines no budget's paired test separates
     (:func:`~benchmark.report.significance.within_noise`); ``ssr_within_noise``: the rows whose
-    SSR interval includes 0 (no evidence of fewer, or more, labels than random)."""
+    SSR interval includes 0 (no evidence of fewer, or more, labels than random).
+    ``numbers``: per row, the numbers behind the text cells that depend on reaching a*
+    (``seeds_reached``, ``<metric>_mean`` and ``<metric>_std``), for the CSV; ``warnings``:
+    lines to print under the table (rows that never reached a* in any seed)."""
 
     rows: pd.DataFrame
     references: list[str]
     hardware: dict[str, int] = field(default_factory=dict)
     within_noise: list[str] = field(default_factory=list)
     ssr_within_noise: list[str] = field(default_factory=list)
+    numbers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
 
+
+REFERENCE = "reference"
+"""What the random baseline's row shows in the columns that compare with random."""
 
 # Table column -> (summary column, digits, prefix, with a 95% interval); the full-data row
 # shows only accuracy. Hours are measurements of one run, not estimates of a mean: no interval.
@@ -194,6 +241,7 @@ _TABLE_COLUMNS = {
     "SSR": ("ssr", 3, "", True),
     "total cost (USD)": ("total_cost_usd", 2, "$", True),
     "cost saving vs random": ("cost_saving_vs_random", 3, "", True),
+    "saving vs random (USD)": ("saving_vs_random_usd", 2, "$", True),
     "AUBC": ("aubc", 3, "", True),
     "final acc": ("final_acc", 3, "", True),
     "sampling h": ("sampling_hours", 4, "", False),
@@ -201,26 +249,74 @@ _TABLE_COLUMNS = {
     "eval-only cost (USD)": ("eval_cost_usd", 4, "$", False),
 }
 _FULL_DATA_COLUMNS = ("final acc", "eval-only h", "eval-only cost (USD)")
+_LP_FT_METHODS = ("lpft", "auto")  # train methods that evaluate with LP-FT (auto: until updated)
+
+
+def _cell_text(column: str, members: pd.DataFrame, family: str) -> str:
+    """One text cell of Table 2: the random row is the reference (no ratio to itself; its total
+    cost is its own at B), the full-data row shows accuracy and evaluation cost only."""
+    name, digits, prefix, interval = _TABLE_COLUMNS[column]
+    if family == FULL_DATA and column not in _FULL_DATA_COLUMNS:
+        return ""
+    if family == RANDOM and name in RATIO_TO_RANDOM:
+        return REFERENCE
+    if family == RANDOM and name == "total_cost_usd":
+        name = "cost_at_reference_usd"
+    reach = family != RANDOM and name in _REACH_METRICS
+    return _fmt(members[name], len(members), digits, prefix, interval, reach)
+
+
+def _row_numbers(members: pd.DataFrame, family: str) -> dict[str, float]:
+    """The numbers behind a row's reach-dependent cells (NaN where the cell shows none)."""
+    numbers: dict[str, float] = {"seeds_reached": math.nan}
+    if family not in (RANDOM, FULL_DATA):
+        numbers["seeds_reached"] = float(members["total_cost_usd"].notna().sum())
+    for name in _REACH_METRICS:
+        source = "cost_at_reference_usd" if family == RANDOM and name == "total_cost_usd" else name
+        shown = family != FULL_DATA and not (family == RANDOM and name in RATIO_TO_RANDOM)
+        mean, std, _ = mean_std(members[source]) if shown else (math.nan, math.nan, 0)
+        numbers |= {f"{name}_mean": mean, f"{name}_std": std}
+    return numbers
+
+
+def _never_reached_warning(never: list[tuple[str, str]]) -> list[str]:
+    """The line under the table naming the rows that never reached a* in any seed and what to
+    check first (``never``: (row name, train method) pairs); none when every row reached."""
+    if not never:
+        return []
+    text = (
+        f"Warning: never reached a* in any seed: {'; '.join(name for name, _ in never)}. "
+        "Check that fine-tuning reaches a* at these budgets at all (few fine-tuning epochs keep "
+        "every selection below it) before reading it as the strategy's failure"
+    )
+    lp_ft = [name for name, method in never if method in _LP_FT_METHODS]
+    if lp_ft:
+        text += (
+            f"; {', '.join(lp_ft)} evaluate with LP-FT (linear probe, then fine-tuning), "
+            "which can stay below FT at few epochs"
+        )
+    return [text + "."]
 
 
 def table2(summaries: pd.DataFrame, paired: pd.DataFrame | None = None) -> ReportTable:
     """One row per dataset x pipeline x strategy (random first), cells mean ± std and 95%
     interval over seeds; with ``paired`` (:func:`~benchmark.report.significance.paired_tests`),
     a ``vs <pipeline>`` column per SVPp and standard-AL pipeline holding each row's
-    :func:`~benchmark.report.significance.marker` against it; the runs counted per hardware."""
+    :func:`~benchmark.report.significance.marker` against it; the runs counted per hardware.
+    The random row is the reference: ``reference`` in the columns that compare with random, its
+    own total cost at B; a row that never reached a* in any seed gets a warning."""
     counts = win_counts(paired if paired is not None else pd.DataFrame(columns=PAIRED_COLUMNS))
     versus = _reference_pipelines(summaries, counts)
-    rows = []
+    rows, numbers = [], []
     references: list[str] = []
     ssr_within_noise: list[str] = []
+    never: list[tuple[str, str]] = []
     keys = ["dataset", "pipeline", "strategy"]
     for (dataset, pipeline, strategy), members in summaries.groupby(keys, sort=False):
         family = members["family"].iloc[0]
-        total = len(members)
-        row = {"dataset": dataset, "pipeline": pipeline, "strategy": strategy, "seeds": total}
-        for column, (name, digits, prefix, interval) in _TABLE_COLUMNS.items():
-            shown = family != FULL_DATA or column in _FULL_DATA_COLUMNS
-            row[column] = _fmt(members[name], total, digits, prefix, interval) if shown else ""
+        row = {"dataset": dataset, "pipeline": pipeline, "strategy": strategy}
+        row["seeds"] = len(members)
+        row |= {column: _cell_text(column, members, family) for column in _TABLE_COLUMNS}
         updates = sorted(set(members["updates_at"]))
         row["feature updates at"] = "; ".join(updates) if family == "asvp" else ""
         for against in versus:
@@ -229,12 +325,16 @@ def table2(summaries: pd.DataFrame, paired: pd.DataFrame | None = None) -> Repor
         reached = members["ssr"].notna().all()
         if family != RANDOM and reached and bounds is not None and bounds[0] <= 0.0 <= bounds[1]:
             ssr_within_noise.append(f"{dataset} {pipeline} {strategy}")
+        numbers.append(_row_numbers(members, family))
+        if family not in (RANDOM, FULL_DATA) and members["total_cost_usd"].isna().all():
+            never.append((f"{dataset} {pipeline} {strategy}", members["train_method"].iloc[0]))
         rows.append(row)
     for dataset, members in summaries.groupby("dataset", sort=False):
         first = members.iloc[0]
         references.append(
             f"{dataset}: random seed-mean accuracy at B={int(first['reference_budget'])} "
-            f"is {first['reference_acc']:.3f}"
+            f"is {first['reference_acc']:.3f}, its seed-mean total cost at B "
+            f"${first['reference_cost_usd']:.2f}"
         )
         full = members[members["family"] == FULL_DATA]
         if not full.empty:
@@ -248,6 +348,8 @@ def table2(summaries: pd.DataFrame, paired: pd.DataFrame | None = None) -> Repor
         hardware_counts(summaries["hardware"]),
         within_noise(counts),
         ssr_within_noise,
+        pd.DataFrame(numbers),
+        _never_reached_warning(never),
     )
 
 
@@ -311,20 +413,32 @@ def discrepancy_table(curves: list[CellCurve]) -> pd.DataFrame:
 
 
 def log_summaries(client: MlflowClient, summaries: pd.DataFrame) -> int:
-    """Log each run's :data:`SUMMARY_METRICS` into that run; return how many values were logged.
+    """Log each run's :data:`SUMMARY_METRICS` into that run as ``summary/<name>`` at step 0;
+    return how many values were logged.
 
-    Step = the reference budget B the metrics are read at. NaN values are skipped (an undefined
-    SSR is not a number to plot). Idempotent: a value equal to the run's latest value of that
-    metric is not logged again, so re-running ``report`` adds nothing; a changed value (more
-    seeds finished, so a* moved) is appended and becomes the latest, which ``mlflow ui`` shows.
-    A value that became NaN leaves the older one in place (MLflow cannot delete metric values).
+    Why a prefix at step 0, not tags: they are numbers a reader sorts and compares across runs
+    (tags are strings in MLflow's runs table), but they are one value per run, not curves.
+    MLflow's chart view groups metrics by the part before ``/``, so they sit in their own
+    ``summary`` section instead of sorting before ``test_acc`` among the per-round curves,
+    and step 0 does not pretend they were measured at a budget. A random run gets no
+    :data:`RATIO_TO_RANDOM` metric (it is the reference, not scored against itself). NaN
+    values are skipped (an undefined SSR is not a number to plot). Idempotent: a value equal to
+    the run's latest value of that metric is not logged again, so re-running ``report`` adds
+    nothing; a changed value (more seeds finished, so a* moved) is appended and becomes the
+    latest, which ``mlflow ui`` shows. A value that became NaN leaves the older one in place
+    (MLflow cannot delete metric values).
     """
     logged = 0
     stamp = int(time.time() * 1000)
     for row in summaries.itertuples(index=False):
         if not row.run_id:
             continue
-        values = {name: getattr(row, name) for name in SUMMARY_METRICS}
+        names = [
+            name
+            for name in SUMMARY_METRICS
+            if not (row.family == RANDOM and name in RATIO_TO_RANDOM)
+        ]
+        values = {f"{SUMMARY_PREFIX}{name}": getattr(row, name) for name in names}
         finite = {name: value for name, value in values.items() if math.isfinite(value)}
-        logged += log_changed_values(client, row.run_id, finite, int(row.reference_budget), stamp)
+        logged += log_changed_values(client, row.run_id, finite, 0, stamp)
     return logged

@@ -21,7 +21,13 @@ from benchmark.published import (
     log_published,
     write_comparison,
 )
-from benchmark.report import SUMMARY_METRICS, seed_summaries
+from benchmark.report import (
+    PAPER_BACKBONE,
+    SUMMARY_METRICS,
+    no_counterpart_note,
+    published_counterparts,
+    seed_summaries,
+)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "published" / "asvp-tmlr2024.csv"
 
@@ -161,17 +167,23 @@ def test_logging_twice_creates_one_run_per_group(client, shipped):
     runs = _runs(client, "twice.csv")
     assert len(runs) == 4
     asvp = runs["published/asvp/revised-figure-2"]
-    assert asvp.data.metrics == {
-        "labelling_cost_usd": 8663.0,
-        "training_cost_usd": 26.0,
-        "total_cost_usd": 8689.0,
+    assert asvp.data.metrics == {  # dollars at the source's prices, apart from ours
+        "source_prices/labelling_cost_usd": 8663.0,
+        "source_prices/training_cost_usd": 26.0,
+        "source_prices/total_cost_usd": 8689.0,
     }
+    params = asvp.data.params
+    assert params["pipeline"] == "asvp" and params["dataset"] == NOT_STATED
+    assert params["backbone"] == NOT_STATED and "savings_img_new.pdf" in params["source"]
+    assert params["prices"].startswith("the source's (label price: not stated")
+    assert "not comparable" in params["prices"]
     tags = asvp.data.tags
     assert tags["pipeline"] == "asvp" and tags["dataset"] == NOT_STATED
     assert tags["state"] == "finished" and "savings_img_new.pdf" in tags["source"]
     assert tags["how_read.total_cost_usd"].startswith("vector coordinates decoded exactly")
     assert tags["unit.total_cost_usd"] == "USD" and "TMLR 2024" in tags["paper"]
-    assert len(client.get_metric_history(asvp.info.run_id, "total_cost_usd")) == 1
+    history = client.get_metric_history(asvp.info.run_id, "source_prices/total_cost_usd")
+    assert [m.step for m in history] == [0]
 
 
 def test_a_changed_group_gets_a_new_run_and_supersedes_the_old(client, shipped, tmp_path):
@@ -191,7 +203,7 @@ def test_a_changed_group_gets_a_new_run_and_supersedes_the_old(client, shipped, 
         if r.data.tags.get("state") == "finished"
         and r.info.run_name == "published/asvp/revised-figure-2"
     ]
-    assert len(new) == 1 and new[0].data.metrics["total_cost_usd"] == 8690.0
+    assert len(new) == 1 and new[0].data.metrics["source_prices/total_cost_usd"] == 8690.0
     assert old.data.tags["superseded_by"] == new[0].info.run_id
 
     without_price = changed[changed["pipeline"] != "all"]
@@ -291,3 +303,24 @@ def test_the_comparison_files_say_unknown_and_why(tmp_path, shipped, summaries):
     ratio = table[(table["quantity"] == "asvp/standard") & (table["metric"] == "total_cost_usd")]
     assert set(ratio["published"]) == {f"{8689 / 8752:.4f}"}
     assert (tmp_path / "published_comparison.md").read_text() == markdown + "\n"
+
+
+def test_unstated_values_are_the_counterpart_of_a_grid_in_the_papers_setting_only(shipped):
+    paper_like = published_counterparts(shipped, {"cifar10", "imagenet"}, {PAPER_BACKBONE})
+    assert len(paper_like) == len(shipped)  # table2-like: every value is comparable
+    demo = published_counterparts(shipped, {"mnist5k"}, {"efficientnet_lite0"})
+    assert demo.empty
+    note = no_counterpart_note({"mnist5k"}, {"efficientnet_lite0"})
+    assert "no published counterpart" in note and "mnist5k" in note and PAPER_BACKBONE in note
+
+
+def test_a_stated_dataset_or_backbone_must_match_the_grid(shipped):
+    stated = shipped.copy()
+    stated.loc[0, "dataset"] = "cifar10"
+    stated.loc[1, "backbone"] = "efficientnet_lite0"
+    demo = published_counterparts(stated, {"mnist5k"}, {"efficientnet_lite0"})
+    assert list(demo.index) == [1]  # its backbone is the grid's, its dataset unstated
+    cifar = published_counterparts(stated, {"cifar10"}, {"resnet50"})
+    assert list(cifar.index) == [0]
+    paper = published_counterparts(stated, {"pets"}, {PAPER_BACKBONE})
+    assert 0 not in paper.index and 1 not in paper.index and len(paper) == len(stated) - 2

@@ -31,9 +31,12 @@ import pandas as pd
 from benchmark.grid import Grid, expand_cells
 from benchmark.report.comparison import (
     DOLLARS_NOTE,
+    PAPER_BACKBONE,
     RATIO_METRICS,
     RATIO_PAIRS,
     compare_published,
+    no_counterpart_note,
+    published_counterparts,
     write_comparison,
 )
 from benchmark.report.curves import DISCREPANCY_FIELDS, UNKNOWN_HARDWARE, CellCurve, read_curves
@@ -56,10 +59,12 @@ from benchmark.report.published import (
     PAPER,
     PIPELINE_FAMILIES,
     PRICE_METRIC,
+    SOURCE_PRICES_PREFIX,
     PublishedError,
     PublishedLog,
     load_published,
     log_published,
+    published_metric_name,
     source_short,
 )
 from benchmark.report.render import (
@@ -127,6 +132,7 @@ __all__ = [
     "PAIRED_COLUMNS",
     "PAIRED_NOTE",
     "PAPER",
+    "PAPER_BACKBONE",
     "PIPELINE_FAMILIES",
     "PRICE_METRIC",
     "RATIO_METRICS",
@@ -134,6 +140,7 @@ __all__ = [
     "RATIO_TO_RANDOM",
     "REFERENCE",
     "REFERENCE_FAMILIES",
+    "SOURCE_PRICES_PREFIX",
     "STATISTICS_NOTE",
     "SUMMARY_METRICS",
     "SUMMARY_PREFIX",
@@ -162,8 +169,11 @@ __all__ = [
     "make_report",
     "markdown_table",
     "marker",
+    "no_counterpart_note",
     "paired_test",
     "paired_tests",
+    "published_counterparts",
+    "published_metric_name",
     "read_curves",
     "seed_summaries",
     "selection_points",
@@ -194,11 +204,12 @@ def make_report(
     a malformed published-values file).
 
     Writes ``table2.{csv,md,tex}``, ``discrepancy.{csv,md}`` (proxy cells), ``paired.csv``
-    (every paired test), ``figures/*.png``, ``published_comparison.{csv,md}``; logs the
-    per-seed metrics into each run and the published values (``published_path``, default
-    ``results/published/asvp-tmlr2024.csv``, skipped with a note when an installation lacks
-    it) into the MLflow experiment ``published``. The published file is read first, so a
-    malformed one stops the report before anything is written.
+    (every paired test), ``figures/*.png``, ``published_comparison.{csv,md}`` (only for a
+    grid with a published counterpart, :func:`published_counterparts`; one line says so
+    otherwise); logs the per-seed metrics into each run and the published values
+    (``published_path``, default ``results/published/asvp-tmlr2024.csv``, skipped with a note
+    when an installation lacks it) into the MLflow experiment ``published``. The published
+    file is read first, so a malformed one stops the report before anything is written.
     """
     try:
         published, path = _published_values(published_path)  # before anything is written
@@ -226,8 +237,14 @@ def make_report(
     print(f"logged {log_summaries(client, summaries)} new per-seed metric values into the runs")
     if published is not None:
         print(log_published(client, published, path.name).describe())
-        comparison = compare_published(published, summaries)
-        print(write_comparison(comparison, out_dir, table.hardware))
+        datasets = {c.config.dataset for c in cells}
+        backbones = {c.config.backbone for c in cells}
+        counterparts = published_counterparts(published, datasets, backbones)
+        if counterparts.empty:
+            print(no_counterpart_note(datasets, backbones))
+        else:
+            comparison = compare_published(counterparts, summaries)
+            print(write_comparison(comparison, out_dir, table.hardware))
     _print_written(out_dir, figures)
     return 0
 

@@ -4,12 +4,16 @@
 against the seed means of :func:`benchmark.report.seed_summaries`: value by value where the
 published context matches a cell of the grid, and as ratios between pipelines (ASVP/standard,
 SVPp/standard, ASVP/SVPp) where it does not, because dollar amounts measured under unstated
-prices and targets cannot be compared. :func:`write_comparison` writes the result.
+prices and targets cannot be compared. :func:`write_comparison` writes the result, only for
+a grid that has a published counterpart (:func:`published_counterparts`): a comparison of a
+CPU demo with the paper's ImageNet-scale dollars would be rows of ``unknown`` or, worse,
+ratios that look like a replication.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,11 @@ from benchmark.report.published import (
 from benchmark.report.render import hardware_note, markdown_table
 from benchmark.report.summary import SUMMARY_METRICS
 
+PAPER_BACKBONE = "resnet50_byol_eman"
+"""The backbone of every official script of the paper (experiments/table2.yaml, ``[code]``): a
+published value that states neither its dataset nor its backbone is in the paper's setting, so
+only a grid on this backbone is its counterpart."""
+
 RATIO_PAIRS = (("asvp", "standard"), ("svpp", "standard"), ("asvp", "svpp"))
 RATIO_METRICS = ("total_cost_usd", "training_cost_usd")
 
@@ -37,6 +46,33 @@ DOLLARS_NOTE = (
     "(the source's context is not stated or matches no cell, our cells never reached the "
     "target, or the grid lacks a pipeline)."
 )
+
+
+def published_counterparts(
+    published: pd.DataFrame, datasets: Iterable[str], backbones: Iterable[str]
+) -> pd.DataFrame:
+    """The published values that a grid on ``datasets`` (registry names, as the published file
+    writes them) and ``backbones`` can be compared with: those whose stated dataset and
+    backbone are among the grid's, and those that state neither when the grid runs on
+    :data:`PAPER_BACKBONE`. Empty: the grid has no published counterpart."""
+    datasets, backbones = set(datasets), set(backbones)
+    dataset_stated = published["dataset"] != NOT_STATED
+    backbone_stated = published["backbone"] != NOT_STATED
+    dataset_ok = ~dataset_stated | published["dataset"].isin(datasets)
+    backbone_ok = ~backbone_stated | published["backbone"].isin(backbones)
+    stated = dataset_stated | backbone_stated
+    return published[(stated | (PAPER_BACKBONE in backbones)) & dataset_ok & backbone_ok]
+
+
+def no_counterpart_note(datasets: Iterable[str], backbones: Iterable[str]) -> str:
+    """The one line the report prints instead of the comparison for a grid without a published
+    counterpart."""
+    return (
+        f"Ours vs published: no published counterpart for this grid (datasets "
+        f"{', '.join(sorted(datasets))}; backbones {', '.join(sorted(backbones))}): no "
+        f"published value states them, and those that state neither are in the paper's "
+        f"setting ({PAPER_BACKBONE}); no comparison written."
+    )
 
 
 def compare_published(published: pd.DataFrame, summaries: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,9 @@ how to add a value.
 :func:`log_published` writes the values into the MLflow experiment ``published``: one run per
 (source, dataset, backbone, strategy, pipeline) group, identified by a hash of the group's rows,
 so logging again creates nothing and a changed group gets a new run while the old one is tagged
-``superseded`` (kept, never deleted). The comparison with our seed means is
+``superseded`` (kept, never deleted). Each run has the group's context as params, so MLflow's
+runs table can filter and compare them like ours, and its dollars under a name that says whose
+prices they are (:data:`SOURCE_PRICES_PREFIX`). The comparison with our seed means is
 :mod:`benchmark.report.comparison`.
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report.summary import SUMMARY_METRICS
+from benchmark.report.summary import SUMMARY_METRICS, SUMMARY_PREFIX
 from benchmark.tracking import (
     STATE_FINISHED,
     STATE_SUPERSEDED,
@@ -82,6 +84,17 @@ per :data:`GROUP_COLUMNS` group."""
 _NUMBER_OR_NOT_STATED = ("label_price", "device_hour_price")
 
 EXPERIMENT = "published"
+
+SOURCE_PRICES_PREFIX = "source_prices/"
+"""The MLflow metric-name prefix of a published value in dollars: it was measured at the
+source's prices (mostly not stated), not at a grid's, so it is kept apart from our
+``summary/*_usd`` metrics (MLflow's charts group metrics by this prefix) and never plotted on
+the same chart as them; the other values go under :data:`~benchmark.report.SUMMARY_PREFIX`,
+beside ours of the same name."""
+
+_LOG_LAYOUT = 2
+"""The layout of a published run (2: params, prefixed metric names); part of ``rows_hash``, so
+a run logged in an older layout is superseded by one in this layout on the next report."""
 PAPER = "Wen, Pizarro & Williams, TMLR 2024 (arXiv 2403.01101)"
 
 
@@ -251,7 +264,9 @@ def log_published(client: MlflowClient, published: pd.DataFrame, file_name: str)
     ``published/<pipeline>/<source short>[/<dataset>][/<strategy>]`` (stated parts only); tags:
     the group's columns and context, ``paper``, ``published_file``, ``group_id`` (hash of the
     group's columns), ``rows_hash`` (hash of its rows), ``state``, and per metric
-    ``how_read.<metric>``, ``unit.<metric>``, ``notes.<metric>``; metrics: the values (step 0).
+    ``how_read.<metric>``, ``unit.<metric>``, ``notes.<metric>``; params: the group's columns
+    and context and ``prices`` (whose prices its dollars use); metrics: the values (step 0),
+    named by :func:`published_metric_name`.
     A group whose current run has the same ``rows_hash`` is left alone; a changed group gets a
     new run and its older runs are tagged ``state=superseded`` with ``superseded_by``; a group no
     longer in the file has its runs tagged superseded too.
@@ -267,7 +282,7 @@ def log_published(client: MlflowClient, published: pd.DataFrame, file_name: str)
         values = dict(zip(GROUP_COLUMNS, group, strict=True))
         group_id = _hash(values)
         records = rows.sort_values("metric").to_dict("records")
-        rows_hash = _hash([{k: repr(v) for k, v in r.items()} for r in records])
+        rows_hash = _hash([_LOG_LAYOUT, [{k: repr(v) for k, v in r.items()} for r in records]])
         name = _run_name(values)
         older = current.pop(group_id, [])
         if any(run.data.tags.get("rows_hash") == rows_hash for run in older):
@@ -275,9 +290,10 @@ def log_published(client: MlflowClient, published: pd.DataFrame, file_name: str)
             continue
         identity = {"published_file": file_name, "group_id": group_id, "rows_hash": rows_hash}
         tags = _group_tags(values, records, identity)
-        run_id = create_finished_run(
-            client, exp, name, tags, {r["metric"]: r["value"] for r in records}
-        )
+        metrics = {published_metric_name(r["metric"]): r["value"] for r in records}
+        run_id = create_finished_run(client, exp, name, tags, metrics)
+        for key, value in _params(values, records).items():  # a finished run takes params
+            client.log_param(run_id, key, value)
         log.created.append(name)
         for run in older:
             supersede(client, run.info.run_id, run_id)
@@ -287,6 +303,23 @@ def log_published(client: MlflowClient, published: pd.DataFrame, file_name: str)
             supersede(client, run.info.run_id, f"none: group removed from {file_name}")
             log.superseded.append(run.info.run_name)
     return log
+
+
+def published_metric_name(metric: str) -> str:
+    """The MLflow name of a published value: ``source_prices/<metric>`` for a dollar amount
+    (its unit contains USD), ``summary/<metric>`` otherwise (beside our runs' values)."""
+    prefix = SOURCE_PRICES_PREFIX if "USD" in METRIC_UNITS[metric] else SUMMARY_PREFIX
+    return prefix + metric
+
+
+def _params(values: dict[str, str], records: list[dict]) -> dict[str, str]:
+    """A group's run params: its columns, its context and whose prices its dollars use."""
+    first = records[0]
+    prices = (
+        f"the source's (label price: {first['label_price']}, device-hour price: "
+        f"{first['device_hour_price']}), not a grid's: its dollars are not comparable with ours"
+    )
+    return {**values, **{c: str(first[c]) for c in GROUP_CONTEXT}, "prices": prices}
 
 
 def _run_name(values: dict[str, str]) -> str:

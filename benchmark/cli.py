@@ -1,5 +1,6 @@
-"""``asvp-bench``: validate, run (or submit), follow and report experiment grids, and serve
-their MLflow store.
+"""``asvp-bench``'s commands: list the registries; validate, run (or submit), follow and report
+experiment grids; serve their MLflow store. The parser and every help text are in
+:mod:`benchmark.cli_parser`.
 
 ``run`` submits the cells that are neither finished nor queued/running (``--force``: finished
 ones too) and resumes unfinished ones from their round checkpoints; the local and debug
@@ -11,21 +12,29 @@ id and log. Both take cell filters (``--dataset``, ``--strategy``, ``--pipeline`
 ``compare`` lines up a grid's finished cells in two stores, to find where two runs parted
 (:mod:`benchmark.compare`).
 
-Precedence of settings: command-line options > environment variables (``MLFLOW_TRACKING_URI``)
-> the grid file > defaults. GRID is always the path of a grid file.
+``validate``, ``run``, ``status`` and ``report`` take ``KEY=VALUE`` overrides of the grid's
+values after GRID (:mod:`benchmark.grid.overrides`), checked as the same edit of the file.
+Precedence of settings: command-line options > overrides > environment variables
+(``MLFLOW_TRACKING_URI``) > the grid file > defaults. GRID is always the path of a grid file.
+
+Output to a closed pipe (``asvp-bench status GRID | head -3``) ends the command quietly with
+status 141 (128 + SIGPIPE), as other command-line tools do, not with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Light on purpose: the parser answers `--help` at once; each command imports what it needs.
-from benchmark.executors.kinds import CELL_STATES, EXECUTOR_KINDS
+from benchmark import cli_parser
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -36,13 +45,14 @@ if TYPE_CHECKING:
     from benchmark.status import CellStatus
 
 
-def _load(path: str) -> Grid:
-    """The grid file at ``path``, checked without reading any data (that is the preflight's
-    job); exits with status 2 and every problem if it is invalid."""
+def _load(path: str, overrides: Sequence[str] = ()) -> Grid:
+    """The grid file at ``path`` with its ``KEY=VALUE`` ``overrides``, checked without reading
+    any data (that is the preflight's job); exits with status 2 and every problem if it is
+    invalid."""
     from benchmark.grid import GridError, load_grid
 
     try:
-        return load_grid(path)
+        return load_grid(path, overrides)
     except GridError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from error
@@ -60,7 +70,7 @@ def _apply_tracking(grid: Grid, cli_uri: str | None) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.grid import expand_cells
 
-    grid = _load(args.grid)
+    grid = _load(args.grid, args.overrides)
     cells = expand_cells(grid)
     print(f"{args.grid}: valid grid {grid.name!r}, {len(cells)} cells")
     _print_transforms(cells)
@@ -142,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.tracking import connect
 
     started = time.perf_counter()
-    grid = _load(args.grid)
+    grid = _load(args.grid, args.overrides)
     uri = _apply_tracking(grid, args.tracking_uri)
     if not _passes_preflight(args, grid, uri, started):
         return 2
@@ -285,10 +295,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     from benchmark.status import count_states
     from benchmark.tracking import connect
 
-    grid = _load(args.grid)
+    grid = _load(args.grid, args.overrides)
     _apply_tracking(grid, args.tracking_uri)
     statuses = _statuses(connect(), grid, args)
     counts = count_states(statuses)
+    if args.json:
+        print(json.dumps(_status_document(grid, statuses, counts), indent=2))
+        return 0
     summary = ", ".join(f"{count} {state}" for state, count in counts.items())
     print(f"grid {grid.name!r}: {len(statuses)} cells: {summary}")
     print(f"  {'state':8s} {'job':>12s}  run name  |  detail  |  log")
@@ -300,11 +313,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_document(grid: Grid, statuses: list[CellStatus], counts: dict[str, int]) -> dict:
+    """``status --json``: the grid, the counts by state and one object per cell."""
+    return {
+        "grid": grid.name,
+        "path": str(grid.path),
+        "overrides": list(grid.overrides),
+        "total": len(statuses),
+        "counts": counts,
+        "cells": [
+            {
+                "run_name": status.cell.run_name,
+                "run_key": status.cell.run_key,
+                "state": status.state,
+                "live": status.live,
+                "job_id": status.job_id,
+                "run_id": status.run_id,
+                "detail": status.detail,
+                "log_path": status.log_path,
+            }
+            for status in statuses
+        ],
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """What a grid may name: strategies, datasets, backbones, pipelines, executors."""
+    from benchmark.listing import LISTED_KINDS, registry_listing, render_listing
+
+    kinds = [kind for kind in LISTED_KINDS if kind in args.kinds] or LISTED_KINDS
+    listing = registry_listing(kinds)
+    print(json.dumps(listing, indent=2) if args.json else render_listing(listing), end="\n")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import make_report
     from benchmark.tracking import connect
 
-    grid = _load(args.grid)  # reads MLflow only: no data needed here
+    grid = _load(args.grid, args.overrides)  # reads MLflow only: no data needed here
     _apply_tracking(grid, args.tracking_uri)
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
     published = Path(args.published) if args.published else None
@@ -326,28 +373,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return comparison.exit_status
 
 
-TRACKING_HELP = "overrides MLFLOW_TRACKING_URI and tracking.uri"
-COMPARE_HELP = (
-    "Line up the finished cells of the grid in two MLflow stores (A: the grid's store, as "
-    "the other commands resolve it; B: --other), matched by run key. Per cell: identical "
-    "(same picks in every round, bit-identical test accuracy), or the first round whose "
-    "selection differs and the largest test-accuracy difference; cells finished in one "
-    "store only are listed. Exit status: 0 when every cell found in both stores is "
-    "identical, 1 when any differs, 2 for an invalid grid file."
-)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    """The tracking URI and the cell filters of ``run`` and ``status``."""
-    parser.add_argument("--tracking-uri", help=TRACKING_HELP)
-    filters = parser.add_argument_group("cell filters (repeatable; a cell must match each given)")
-    filters.add_argument("--dataset", action="append")
-    filters.add_argument("--strategy", action="append", help="name or label, e.g. badge")
-    filters.add_argument("--pipeline", action="append", help="svpp, svpp-lpft, asvp-auto, ...")
-    filters.add_argument("--seed", action="append", type=int)
-    filters.add_argument("--state", action="append", choices=CELL_STATES)
-
-
 def cmd_mlflow_server(args: argparse.Namespace) -> int:
     from benchmark.mlflow_server import ServerSettings, serve
 
@@ -361,68 +386,42 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
     return serve(settings, Path(args.pid_file) if args.pid_file else None)
 
 
+COMMANDS = {
+    "list": cmd_list,
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "preflight": cmd_preflight,
+    "status": cmd_status,
+    "mlflow-server": cmd_mlflow_server,
+    "report": cmd_report,
+    "compare": cmd_compare,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asvp-bench", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    validate = commands.add_parser("validate", help="check a grid file without running it")
-    validate.add_argument("grid")
-    validate.set_defaults(func=cmd_validate)
-    run = commands.add_parser("run", help="run or submit the grid's unfinished cells")
-    run.add_argument("grid")
-    run.add_argument("--dry-run", action="store_true", help="list cells, run keys, skips")
-    run.add_argument("--force", action="store_true", help="re-run chosen finished cells too")
-    run.add_argument("--executor", choices=EXECUTOR_KINDS, help="overrides executor.kind")
-    run.add_argument("--max-parallel", type=int, help="overrides executor.max_parallel")
-    run.add_argument(
-        "--wait", action="store_true", help="slurm: follow submitted and queued cells until done"
-    )
-    run.add_argument("--poll-seconds", type=float, default=15.0, help="--wait's poll interval")
-    _add_common(run)
-    run.set_defaults(func=cmd_run)
-    check = commands.add_parser(
-        "preflight", help="check data, checkpoint, tracking and executor; submit nothing"
-    )
-    check.add_argument("grid")
-    check.add_argument("--executor", choices=EXECUTOR_KINDS, help="overrides executor.kind")
-    check.add_argument("--tracking-uri", help=TRACKING_HELP)
-    check.set_defaults(func=cmd_preflight)
-    status = commands.add_parser("status", help="every cell's state, job id and log")
-    status.add_argument("grid")
-    _add_common(status)
-    status.set_defaults(func=cmd_status)
-    server = commands.add_parser("mlflow-server", help="serve a grid's MLflow store")
-    server.add_argument("--store", required=True, help="folder on shared storage")
-    server.add_argument("--backend-uri", help="e.g. postgresql://...; default <store>/mlflow.db")
-    server.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other nodes")
-    server.add_argument("--port", type=int, default=5000)
-    server.add_argument("--workers", type=int, default=1)
-    server.add_argument("--pid-file", help="written while the server runs")
-    server.set_defaults(func=cmd_mlflow_server)
-    report = commands.add_parser(
-        "report", help="tables, figures, published comparison from the grid's finished runs"
-    )
-    report.add_argument("grid")
-    report.add_argument("--out", help="output folder (default results/<grid name>)")
-    report.add_argument(
-        "--published", help="published-values CSV (default results/published/asvp-tmlr2024.csv)"
-    )
-    report.add_argument("--tracking-uri", help=TRACKING_HELP)
-    report.set_defaults(func=cmd_report)
-    compare = commands.add_parser(
-        "compare",
-        help="line up the grid's finished cells in two stores: first differing round, curve gap",
-        description=COMPARE_HELP,
-    )
-    compare.add_argument("grid")
-    compare.add_argument("--other", required=True, help="store B's tracking URI")
-    compare.add_argument("--tracking-uri", help=f"store A; {TRACKING_HELP}")
-    compare.set_defaults(func=cmd_compare)
-    return parser
+    """The ``asvp-bench`` parser (:func:`benchmark.cli_parser.build_parser`)."""
+    return cli_parser.build_parser(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        return _closed_pipe()
+    return status
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as ``cat`` does.
+
+    Python's own advice (the ``signal`` module's documentation, "Note on SIGPIPE"): point
+    stdout at devnull, so that the final flush at exit raises nothing, and exit 141 (128 +
+    SIGPIPE, what a shell reports for a process killed by the signal)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from asvp.config import (
     ComputeConfig,
@@ -42,6 +44,7 @@ from benchmark.grid.entries import (
     read_seeds,
     read_strategies,
 )
+from benchmark.grid.overrides import apply_overrides, attribute_errors, parse_override
 from benchmark.grid.schema import (
     NAME_PATTERN,
     RANDOM,
@@ -52,21 +55,33 @@ from benchmark.grid.schema import (
     ImageSize,
     TrackingSettings,
 )
-from benchmark.grid.source import read_yaml
+from benchmark.grid.source import GridError, read_yaml
 
 __all__ = ["check_trigger", "load_grid", "resolve_tracking_uri"]
 
 
-def load_grid(path: str | os.PathLike[str]) -> Grid:
-    """Read and validate the grid file at ``path``.
+def load_grid(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Grid:
+    """Read and validate the grid file at ``path``, with the command line's ``KEY=VALUE``
+    ``overrides`` applied to its mapping first (:mod:`benchmark.grid.overrides`).
 
-    Every problem found is reported at once in one :class:`GridError` (one line each). No data,
-    checkpoint or replayed order file is read: those are the preflight's job
-    (:mod:`benchmark.preflight`), and the cell's that uses them.
+    Every problem found is reported at once in one :class:`GridError` (one line each; a
+    problem at an overridden key names the override). No data, checkpoint or replayed order
+    file is read: those are the preflight's job (:mod:`benchmark.preflight`), and the cell's
+    that uses them.
     """
     path = Path(path)
+    parsed = [parse_override(text, path) for text in overrides]
+    raw = apply_overrides(read_yaml(path), parsed, path)
+    try:
+        grid = _validated(path, raw)
+    except GridError as error:
+        raise attribute_errors(error, parsed, path) from None
+    return _with_overrides(grid, tuple(overrides))
+
+
+def _validated(path: Path, raw: Any) -> Grid:
+    """The grid of the YAML mapping ``raw`` read from ``path``: every key checked."""
     check = Checker(path)
-    raw = read_yaml(path)
     data = expand_env(check, raw, "")
     if not isinstance(data, dict):
         check.bad("<top level>", data, "a mapping of grid keys")
@@ -152,6 +167,17 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         keep_updated_features=keep_updated,
         full_data=full_data,
     )
+
+
+def _with_overrides(grid: Grid, overrides: tuple[str, ...]) -> Grid:
+    """``grid`` recording the ``KEY=VALUE`` overrides it was loaded with, as given
+    (``grid.overrides``: the run records them as a tag).
+
+    Set on the frozen instance until :class:`~benchmark.grid.schema.Grid` declares the field
+    ``overrides: tuple[str, ...] = ()``; then this is ``dataclasses.replace``.
+    """
+    object.__setattr__(grid, "overrides", overrides)
+    return grid
 
 
 def check_trigger(check: Checker, section: TriggerConfig, key: str) -> None:

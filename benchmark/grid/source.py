@@ -4,7 +4,8 @@ PyYAML alone reads ``1e-4`` as a string (YAML 1.1); the loader here reads it as 
 YAML 1.2 does, and a key given twice in one mapping is an error, not "last one wins".
 Environment references (``${NAME:-default}``) are expanded by
 :func:`benchmark.grid.checker.expand_env`; the strings it produces are :class:`FromEnv`, read
-again with :func:`yaml_scalar` where a field is not a string.
+again with :func:`yaml_scalar` where a field is not a string. Command-line overrides
+(``KEY=VALUE``) are read with :func:`yaml_value`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise GridError(path, [f"{path}: not valid YAML: {exc}"]) from exc
+
+
+def yaml_value(text: str, what: str, path: Path) -> Any:
+    """``text`` read as a YAML value (a scalar, or a flow list or mapping: ``[0, 1]``), as in
+    the grid file; ``what`` names it in the :class:`GridError` raised when it is not YAML."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        problem = str(exc).replace("\n", " ")
+        raise GridError(path, [f"{path}: {what}: not a YAML value: {problem}"]) from exc
 
 
 def yaml_scalar(text: str) -> Any:

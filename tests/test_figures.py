@@ -82,8 +82,13 @@ def test_cost_figure_like_revised_figure_2(summaries):
     cells = reached.groupby(["pipeline", "strategy"], sort=False)
     assert len(ax.containers) == cells.ngroups == 8  # svpp-lpft / badge never reaches a*
     points = sorted((c[0].get_xdata()[0], c[0].get_ydata()[0]) for c in ax.containers)
+    at = {  # random: its cost at B (the reference); the others: their cost to reach a*
+        True: ("labelling_at_reference_usd", "training_at_reference_usd"),
+        False: ("labelling_cost_usd", "training_cost_usd"),
+    }
     expected = sorted(
-        (g["labelling_cost_usd"].mean(), g["training_cost_usd"].mean()) for _, g in cells
+        (g[at[p == "random-ft"][0]].mean(), g[at[p == "random-ft"][1]].mean())
+        for (p, _), g in cells
     )
     np.testing.assert_allclose(points, expected)
     iso = _iso_lines(ax)

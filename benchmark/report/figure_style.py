@@ -1,6 +1,7 @@
 """The look shared by a report's figures: a colour per pipeline and a marker per pipeline and
-strategy (:class:`FigureStyle`), seaborn's theme around each drawing, panel grids, footnotes
-and sectioned legends.
+strategy (:class:`FigureStyle`), seaborn's theme around each drawing, panel grids, footnotes,
+sectioned legends, and a cell's point with its ±1 std bars (:func:`cell_stats`,
+:func:`cell_point`).
 
 One :class:`FigureStyle` for all figures of a report keeps each pipeline's colour and each
 strategy's marker the same in all of them (:mod:`benchmark.report.figures`).
@@ -13,8 +14,10 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -136,3 +139,40 @@ def strategy_handles(strategies: Iterable[str], style: FigureStyle) -> list:
         Line2D([], [], color="0.3", marker=style.strategy_markers[s], linestyle="none", label=s)
         for s in dict.fromkeys(strategies)
     ]
+
+
+def cell_stats(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Per pipeline x strategy (first-seen order): family, seeds, and mean, std (ddof 1, 0 for
+    one value) and count of the finite values of each column."""
+    stats = []
+    for (pipeline, strategy), members in rows.groupby(["pipeline", "strategy"], sort=False):
+        row = {"pipeline": pipeline, "strategy": strategy, "seeds": len(members)}
+        row["family"] = members["family"].iloc[0]
+        for column in columns:
+            values = members[column].to_numpy(dtype=float)
+            finite = values[np.isfinite(values)]
+            row[f"{column}_mean"] = finite.mean() if finite.size else math.nan
+            row[f"{column}_std"] = finite.std(ddof=1) if finite.size > 1 else 0.0
+            row[f"{column}_count"] = int(finite.size)
+        stats.append(row)
+    return pd.DataFrame(stats)
+
+
+def cell_point(
+    ax: Axes, cell: dict, style: FigureStyle, x: str, y: str, x_factor: float = 1.0, **extra
+) -> None:
+    """One row of :func:`cell_stats` as a point at the means of columns ``x`` (times
+    ``x_factor``) and ``y`` with ±1 std error bars: its pipeline's colour, its strategy's
+    marker; ``extra`` goes to :meth:`~matplotlib.axes.Axes.errorbar`."""
+    ax.errorbar(
+        cell[f"{x}_mean"] * x_factor,
+        cell[f"{y}_mean"],
+        xerr=cell[f"{x}_std"] * x_factor,
+        yerr=cell[f"{y}_std"],
+        marker=style.strategy_markers[cell["strategy"]],
+        color=style.colours[cell["pipeline"]],
+        markersize=8,
+        capsize=3,
+        linestyle="none",
+        **extra,
+    )

@@ -1,12 +1,11 @@
 """The report's figures: seaborn on matplotlib's Agg canvas, one PNG per dataset and kind.
 
 - ``accuracy_<dataset>.png``: test accuracy vs labels, one panel per strategy, one line per
-  pipeline (the random baseline in every panel): seed mean with a ±1 std band, and the
-  full-data upper bound as a horizontal line when the grid has full-data cells.
-- ``cost_<dataset>.png``: labelling cost (x) vs training (sampling-compute) cost (y) at the
-  random baseline's accuracy a*, one point per pipeline x strategy, dashed iso-total-cost
-  lines and, when one device-hour price applies, a right axis in sampling device-hours; like
-  the paper's revised Figure 2. Cells that never reach a* are listed under the plot.
+  pipeline (the random baseline in every panel): seed mean with a ±1 std band clipped to
+  [0, 1], the full-data upper bound as a horizontal line when the grid has full-data cells,
+  and a note on why LP-FT and FT curves start apart at the shared first budget.
+- ``cost_<dataset>.png``: labelling vs training cost at the random baseline's accuracy a*
+  (:mod:`benchmark.report.cost_chart`), like the paper's revised Figure 2.
 - ``selection_time_<dataset>.png``: selection (sampling) compute vs final accuracy, one point
   per pipeline x strategy with ±1 std error bars; like the paper's Figure 1.
 - ``discrepancy_<dataset>.png``: per proxy cell and budget, the proxy's picks and the
@@ -24,7 +23,7 @@ shared look (:class:`FigureStyle`, the theme, legends) is in
 
 from __future__ import annotations
 
-import math
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,17 +31,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from matplotlib.ticker import StrMethodFormatter
 
 from asvp.metrics import mean_std
 from benchmark.grid import FULL_DATA, RANDOM
+from benchmark.report.cost_chart import cost_figure
 from benchmark.report.curves import CellCurve
 from benchmark.report.figure_style import (
     FigureStyle,
+    cell_point,
+    cell_stats,
     footnote,
     panels,
     pipeline_handles,
@@ -104,7 +105,7 @@ def accuracy_figure(
             palette=style.colours,
             markers=style.pipeline_markers,
             dashes=False,
-            errorbar="sd" if max(seeds) > 1 else None,
+            errorbar=_clipped_sd if max(seeds) > 1 else None,
             ax=ax,
             legend=False,
         )
@@ -141,147 +142,30 @@ def accuracy_figure(
     counts = "/".join(map(str, seeds))
     title = f"{dataset}: test accuracy vs labels ({counts} seed(s) per cell)"
     figure.suptitle(title, x=0.01, ha="left")
+    methods = {c.cell.config.train_method for c in mine if c.cell.config.pipeline != FULL_DATA}
+    if methods & set(_LP_FT_METHODS) and methods - set(_LP_FT_METHODS):
+        width = int(figure.get_figwidth() * _NOTE_CHARS_PER_INCH)
+        footnote(figure, textwrap.wrap(FIRST_BUDGET_NOTE, width))
     return figure
 
 
-# --------------------------------------------------------------------------------------------
-# Cost at the reference accuracy (revised Figure 2)
-# --------------------------------------------------------------------------------------------
+FIRST_BUDGET_NOTE = (
+    "Note: at the first budget every cell has the same random labelled set; LP-FT pipelines "
+    "(linear probe, then fine-tuning) and FT ones start apart there because they train and "
+    "evaluate that set differently, not because of anything they selected."
+)
+"""The accuracy figure's note when it holds both LP-FT-evaluating and FT pipelines."""
+
+_NOTE_CHARS_PER_INCH = 13  # footnote characters per inch of figure width (fontsize 8)
+
+_LP_FT_METHODS = ("lpft", "auto")  # train methods that start with LP-FT (auto: until updated)
 
 
-def _cell_stats(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Per pipeline x strategy (first-seen order): family, seeds, and mean, std (ddof 1, 0 for
-    one value) and count of the finite values of each column."""
-    stats = []
-    for (pipeline, strategy), members in rows.groupby(["pipeline", "strategy"], sort=False):
-        row = {"pipeline": pipeline, "strategy": strategy, "seeds": len(members)}
-        row["family"] = members["family"].iloc[0]
-        for column in columns:
-            values = members[column].to_numpy(dtype=float)
-            finite = values[np.isfinite(values)]
-            row[f"{column}_mean"] = finite.mean() if finite.size else math.nan
-            row[f"{column}_std"] = finite.std(ddof=1) if finite.size > 1 else 0.0
-            row[f"{column}_count"] = int(finite.size)
-        stats.append(row)
-    return pd.DataFrame(stats)
-
-
-def _cell_point(
-    ax: Axes, cell: dict, style: FigureStyle, x: str, y: str, x_factor: float = 1.0, **extra
-) -> None:
-    """One row of :func:`_cell_stats` as a point at the means of columns ``x`` (times
-    ``x_factor``) and ``y`` with ±1 std error bars: its pipeline's colour, its strategy's
-    marker; ``extra`` goes to :meth:`~matplotlib.axes.Axes.errorbar`."""
-    ax.errorbar(
-        cell[f"{x}_mean"] * x_factor,
-        cell[f"{y}_mean"],
-        xerr=cell[f"{x}_std"] * x_factor,
-        yerr=cell[f"{y}_std"],
-        marker=style.strategy_markers[cell["strategy"]],
-        color=style.colours[cell["pipeline"]],
-        markersize=8,
-        capsize=3,
-        linestyle="none",
-        **extra,
-    )
-
-
-def _money(value: float) -> str:
-    """``value`` in dollars with as few decimals as it needs (up to 4): $9,000, $32.5."""
-    decimals = next((d for d in range(4) if math.isclose(round(value, d), value, abs_tol=1e-9)), 4)
-    return f"${value:,.{decimals}f}"
-
-
-def _padded(low: float, high: float, fraction: float = 0.12) -> tuple[float, float]:
-    span = high - low or max(abs(high) * 0.1, 1e-6)
-    return low - span * fraction, high + span * fraction
-
-
-def _iso_total_lines(ax: Axes) -> None:
-    """Dashed lines of equal total cost (labelling x + training y) across the axes' box, each
-    long enough to hold it labelled ``Total Cost: $...`` at its middle."""
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    totals = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(x0 + y0, x1 + y1)
-    for total in totals:
-        xs = np.array([max(x0, total - y1), min(x1, total - y0)])
-        if total <= x0 + y0 or total >= x1 + y1 or xs[1] <= xs[0]:
-            continue
-        ax.plot(xs, total - xs, linestyle="--", color="0.45", linewidth=0.9, zorder=1)
-        length = math.hypot((xs[1] - xs[0]) / (x1 - x0), (xs[1] - xs[0]) / (y1 - y0))
-        if length < 0.35:  # a corner of the box: too short for its label
-            continue
-        middle = xs.mean()
-        ax.text(
-            middle,
-            total - middle,
-            f"Total Cost: {_money(total)}",
-            rotation=-45,  # the line's direction in data coordinates
-            transform_rotates_text=True,
-            rotation_mode="anchor",
-            ha="center",
-            va="center",
-            fontsize=7,
-            color="0.3",
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
-            zorder=2,
-        )
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-
-
-@themed
-def cost_figure(summaries: pd.DataFrame, dataset: str, style: FigureStyle | None = None) -> Figure:
-    """Labelling vs training cost on ``dataset`` at the random baseline's accuracy a*, one
-    point (seed mean ± 1 std over the seeds that reached a*) per pipeline x strategy, with
-    iso-total-cost lines; the full-data cell is not a point (it has no cost to reach a*)."""
-    mine = summaries[(summaries["dataset"] == dataset) & (summaries["family"] != FULL_DATA)]
-    style = style or style_from_summaries(mine)
-    cells = _cell_stats(mine, ["labelling_cost_usd", "training_cost_usd"])
-    reached = cells[cells["labelling_cost_usd_count"] > 0]
-    figure = Figure(figsize=(8.8, 5.4), layout="constrained")
-    ax = figure.subplots()
-    for cell in reached.to_dict("records"):
-        _cell_point(ax, cell, style, "labelling_cost_usd", "training_cost_usd", zorder=3)
-    if not reached.empty:
-        xs, ys = reached["labelling_cost_usd_mean"], reached["training_cost_usd_mean"]
-        ax.set_xlim(*_padded(xs.min(), xs.max()))
-        ax.set_ylim(*_padded(min(0.0, ys.min()), ys.max()))
-        _iso_total_lines(ax)
-    ax.grid(False, axis="x")  # vertical grid lines would read as iso-cost lines
-    ax.set_xlabel("Labelling cost (USD)")
-    ax.set_ylabel("Training cost: sampling compute up to n (USD)")
-    prices = sorted(set(mine["device_hour_price"]))
-    notes = []
-    if len(prices) == 1 and prices[0] > 0:
-        price = prices[0]
-        right = ax.secondary_yaxis("right", functions=(lambda y: y / price, lambda h: h * price))
-        right.set_ylabel(f"Sampling time up to n (device-hours at ${price:g}/h)")
-    else:
-        notes.append(f"No sampling-time axis: the cells' device-hour prices are {prices}.")
-    never = cells[cells["labelling_cost_usd_count"] == 0]
-    if not never.empty:
-        names = ", ".join(f"{c['pipeline']} / {c['strategy']}" for c in never.to_dict("records"))
-        notes.append(f"Not shown, never reached a* in any seed: {names}.")
-    partly = reached[reached["labelling_cost_usd_count"] < reached["seeds"]]
-    if not partly.empty:
-        names = ", ".join(
-            f"{c['pipeline']} / {c['strategy']} ({c['labelling_cost_usd_count']}/{c['seeds']})"
-            for c in partly.to_dict("records")
-        )
-        notes.append(f"Mean over the seeds that reached a* only: {names}.")
-    footnote(figure, notes)
-    sections = [
-        ("pipeline", pipeline_handles(cells["pipeline"], style)),
-        ("strategy", strategy_handles(cells["strategy"], style)),
-    ]
-    sectioned_legend(figure, sections, "outside right upper")
-    first = mine.iloc[0]
-    ax.set_title(
-        f"{dataset}: cost to reach the random baseline's accuracy at "
-        f"B = {int(first['reference_budget']):,} labels (a* = {first['reference_acc']:.3f})\n"
-        "points: seed mean ± 1 std; dashed: equal total cost (labelling + training)"
-    )
-    return figure
+def _clipped_sd(values: pd.Series) -> tuple[float, float]:
+    """The band of seaborn's ``errorbar="sd"`` (mean ± the sample std) clipped to [0, 1]: an
+    accuracy outside it is impossible, so a band past it would misread as one."""
+    mean, std = float(values.mean()), float(values.std())
+    return max(0.0, mean - std), min(1.0, mean + std)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +188,7 @@ def selection_points(summaries: pd.DataFrame, dataset: str) -> pd.DataFrame:
     mine = summaries[
         (summaries["dataset"] == dataset) & ~summaries["family"].isin(list(_BASELINES))
     ]
-    return _cell_stats(mine, ["sampling_hours", "final_acc"])
+    return cell_stats(mine, ["sampling_hours", "final_acc"])
 
 
 @themed
@@ -322,7 +206,7 @@ def selection_time_figure(
     ax = figure.subplots()
     unit, factor = _time_unit(float(points["sampling_hours_mean"].max()) if len(points) else 0)
     for cell in points.to_dict("records"):
-        _cell_point(ax, cell, style, "sampling_hours", "final_acc", x_factor=factor)
+        cell_point(ax, cell, style, "sampling_hours", "final_acc", x_factor=factor)
     times = points["sampling_hours_mean"].to_numpy() if len(points) else np.array([])
     if times.size and times.min() > 0 and times.max() / times.min() > 20:
         ax.set_xscale("log")
@@ -406,16 +290,16 @@ def discrepancy_figure(regions: pd.DataFrame, dataset: str) -> Figure:
                         **_region_fill(region, correct),
                     )
                     bottom += heights
-        for x, row in zip(positions, rows, strict=True):
-            top = max(row["both"] + row["proxy_only"], row["both"] + row["model_only"])
+        tops = [max(r["both"] + r["proxy_only"], r["both"] + r["model_only"]) for r in rows]
+        for x, top, row in zip(positions, tops, rows, strict=True):
             ax.text(x, top, f"{row['overlap']:.0%}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(
             positions, [f"{r['labels']:,}" for r in rows], rotation=45 if len(rows) > 10 else 0
         )
-        ax.set_title(f"{pipeline} / {strategy}")
+        ax.set_title(f"{pipeline} / {strategy}", pad=8)
         ax.set_xlabel("Labelled samples when the proxy selected")
         ax.set_ylabel("Samples selected (seed mean)")
-        ax.margins(y=0.12)
+        ax.set_ylim(0, max(tops) * 1.18)  # room for the overlap labels under the title
     handles = [
         Patch(
             label=f"{_REGION_NAMES[region]}, proxy {'correct' if correct else 'wrong'}",

@@ -93,12 +93,13 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
     train_method, seed, run_id, device, hardware (its label), device_hour_price,
     reference_budget (B, the random baseline's last budget), reference_acc (a*),
     reference_cost_usd (random's seed-mean total cost at B), labels_needed (n), the
-    :data:`SUMMARY_METRICS`, cost_at_reference_usd (a random run's own total cost at B; NaN for
-    other runs), eval_hours, eval_cost_usd and updates_at. Labelling cost = n x
-    label price x reviews; training cost = total cost (:func:`asvp.costs.total_cost`) -
-    labelling cost. NaN where a run never reaches a*, and for a full-data run everything but
-    its accuracy. Rows: per dataset (sorted), random first, full-data next, then the order of
-    ``curves``. ``source`` names the grid in errors.
+    :data:`SUMMARY_METRICS`, cost_at_reference_usd, labelling_at_reference_usd and
+    training_at_reference_usd (a random run's own costs at B, where the table and the cost
+    figure show the reference; NaN for other runs), eval_hours, eval_cost_usd and updates_at.
+    Labelling cost = n x label price x reviews; training cost = total cost
+    (:func:`asvp.costs.total_cost`) - labelling cost. NaN where a run never reaches a*, and
+    for a full-data run everything but its accuracy. Rows: per dataset (sorted), random first,
+    full-data next, then the order of ``curves``. ``source`` names the grid in errors.
     """
     rows = []
     for dataset in sorted({c.cell.dataset_label for c in curves}):
@@ -116,7 +117,7 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
             n = math.nan if full else budget_to_reach(c.budgets, c.acc, target)
             labelling, training, total = _costs_at(c, n, costs, source)
             random = c.cell.config.pipeline == RANDOM
-            at_b = _costs_at(c, reference, costs, source)[2] if random else math.nan
+            at_b = _costs_at(c, reference, costs, source) if random else (math.nan,) * 3
             price = _device_price(costs, c.device, source)
             eval_hours = float(np.sum(c.evaluation_seconds)) / 3600.0
             curve_metrics = (  # not defined for the full-data cell's single budget
@@ -151,7 +152,9 @@ def seed_summaries(curves: list[CellCurve], costs: Costs, source: str = "grid") 
                     "final_acc": float(c.acc[-1]),
                     "cost_saving_vs_random": 1.0 - total / random_cost if random_cost else math.nan,
                     "saving_vs_random_usd": random_cost - total,
-                    "cost_at_reference_usd": at_b,
+                    "cost_at_reference_usd": at_b[2],
+                    "labelling_at_reference_usd": at_b[0],
+                    "training_at_reference_usd": at_b[1],
                     "eval_hours": eval_hours,
                     "eval_cost_usd": eval_hours * price,
                     "updates_at": c.updates_at,

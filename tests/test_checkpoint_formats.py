@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -252,14 +253,89 @@ def test_a_wrong_prefix_lists_the_prefixes_found(tmp_path, simsiam):
     assert "'module.backbone.'" in message
 
 
-def test_a_file_that_is_not_the_expected_checkpoint_is_refused(tmp_path):
+BYOL_EXPECTED = (
+    "expected a BYOL-EMAN checkpoint: a dict with 'state_dict' whose keys start with "
+    "'module.online_net.backbone.'"
+)
+
+
+def _zip_of_text(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not weights")
+
+
+def _truncated(path: Path, zipped: bool = True) -> None:
+    state = {"state_dict": {"w": torch.zeros(1000)}}
+    torch.save(state, path, _use_new_zipfile_serialization=zipped)
+    path.write_bytes(path.read_bytes()[: 300 if zipped else 40])
+
+
+@pytest.mark.parametrize(
+    ("write", "found"),
+    [
+        (lambda path: path.write_bytes(b""), "found an empty file (0 bytes"),
+        (
+            lambda path: path.write_bytes(b"\x00\x13garbage\xff" * 20),
+            "found a file of 200 bytes that is not a pickle, zip or safetensors file: "
+            "b'\\x00\\x13garbage\\xff",
+        ),
+        (
+            lambda path: path.write_text("<html>Google Drive: virus scan warning</html>"),
+            "not a pickle, zip or safetensors file: text starting '<html>Google Drive",
+        ),
+        (_zip_of_text, "found a zip archive that is not a PyTorch checkpoint (it holds notes.txt)"),
+        (_truncated, "found a zip file that cannot be opened, a truncated or corrupt one?"),
+        (
+            lambda path: _truncated(path, zipped=False),
+            "found a pickle that cannot be read to the end (EOFError): a truncated or corrupt",
+        ),
+        (
+            lambda path: torch.save({"model": {"w": torch.zeros(1)}, "epoch": 3}, path),
+            "found a dict with top-level keys ['epoch', 'model'] (dicts under ['model']",
+        ),
+        (
+            lambda path: torch.save({"conv.weight": torch.zeros(1)}, path),
+            "found a dict of 1 tensor (first keys: ['conv.weight'])",
+        ),
+    ],
+    ids=[
+        "empty",
+        "garbage",
+        "html",
+        "zip",
+        "truncated-zip",
+        "truncated-pickle",
+        "wrong-top-level",
+        "tensors",
+    ],
+)
+def test_an_unusable_file_is_named_with_what_it_holds_and_the_format_expected(
+    tmp_path, write, found
+):
     path = tmp_path / "model.pth"
-    torch.save({"model": {}}, path)
+    write(path)
     message = _refusal(path, "resnet50_byol_eman")
-    assert "found top-level keys ['model']" in message
-    assert "expected a BYOL-EMAN checkpoint: a dict with 'state_dict'" in message
-    path.write_text("<html>Google Drive: virus scan warning</html>")
-    assert "not a PyTorch checkpoint" in _refusal(path, "resnet50_byol_eman")
+    assert message.startswith(f"{path}: ")
+    assert found in message
+    assert BYOL_EXPECTED in message  # the format this backbone accepts
+    assert "EOFError: )" not in message
+
+
+def test_a_dict_that_matches_no_parameter_names_every_accepted_format(tmp_path):
+    path = tmp_path / "trainer.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "optimizer": {}, "epoch": 3}, path)
+    message = _refusal(path, "clip_vit_b32")  # format auto: OpenAI's and timm's
+    assert "found a dict with top-level keys ['epoch', 'model', 'optimizer']" in message
+    assert "none of its keys is a parameter of this network" in message
+    assert "expected OpenAI CLIP weights" in message and "or a timm state dict" in message
+    message = _refusal(path, "resnet18_cifar_simclr")
+    assert (
+        "no key starts with 'backbone.'" in message and "['epoch', 'model', 'optimizer']" in message
+    )
+    assert "expected a SimCLR CIFAR ResNet-18 state dict" in message
+    path.write_bytes(b"")
+    assert "found an empty file" in _refusal(path, "clip_vit_b32")
+    assert "or a timm state dict" in _refusal(path, "clip_vit_b32")
 
 
 def test_pickled_objects_need_trust_checkpoint(tmp_path, simsiam):

@@ -124,18 +124,12 @@ def load_clip_tower(backbone: str, checkpoint: Path, fmt: str, trust: bool) -> n
             f"{checkpoint}: a TorchScript archive (OpenAI's format), but format is 'timm'; "
             "use format 'openai' or 'auto'"
         )
-    state = dict(
-        require_mapping(
-            read_checkpoint(checkpoint, trust=trust),
-            None,
-            source=checkpoint,
-            expected=_expected(backbone, fmt),
-        )
-    )
+    expected = _expected(backbone, fmt)  # with format auto: both accepted formats
+    stored = read_checkpoint(checkpoint, trust=trust, expected=expected)
+    state = dict(require_mapping(stored, None, source=checkpoint, expected=expected))
     if fmt == "auto":
         openai = archive or any(str(key).startswith(OPENAI_PREFIX) for key in state)
         fmt = "openai" if openai else "timm"
-    expected = _expected(backbone, fmt)
     if fmt == "openai":
         state = _openai_to_timm(state, network, source=checkpoint, expected=expected)
     load_strict(network, state, source=checkpoint, expected=expected)

@@ -86,7 +86,7 @@ def _resnet_backbone(
 ) -> Backbone:
     """``network`` with the backbone weights of ``checkpoint`` (under ``wrapper``, if any, and
     ``prefix``, keys renamed by ``rename``), a ResNet classifier in the file ignored."""
-    stored = read_checkpoint(checkpoint, trust=trust)
+    stored = read_checkpoint(checkpoint, trust=trust, expected=expected)
     if wrapper is None and isinstance(stored, dict) and "state_dict" in stored:
         wrapper = "state_dict"
     state = require_mapping(stored, wrapper, source=checkpoint, expected=expected)

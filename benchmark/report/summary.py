@@ -295,8 +295,8 @@ def _never_reached_warning(never: list[tuple[str, str]]) -> list[str]:
     lp_ft = [name for name, method in never if method in _LP_FT_METHODS]
     if lp_ft:
         text += (
-            f"; {', '.join(lp_ft)} evaluate with LP-FT (linear probe, then fine-tuning), "
-            "which can stay below FT at few epochs"
+            "; LP-FT evaluation (linear probe, then fine-tuning) can stay below FT at few "
+            f"epochs, and these rows use it: {', '.join(lp_ft)}"
         )
     return [text + "."]
 

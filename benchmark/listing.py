@@ -122,55 +122,48 @@ def _datasets() -> list[dict[str, Any]]:
     from asvp.data import available_datasets
     from asvp.data.base import _registered  # the declarations have no public accessor yet
 
-    listed = []
-    for name in available_datasets():
+    def entry(name: str) -> dict[str, Any]:
         registered = _registered(name)
-        listed.append(
-            {
-                "name": name,
-                "description": _summary(registered.loader),
-                "reads_files": registered.needs_root,
-                "options": _options(registered.options),
-            }
-        )
-    return listed
+        return {
+            "name": name,
+            "description": _summary(registered.loader),
+            "reads_files": registered.needs_root,
+            "options": _options(registered.options),
+        }
+
+    return [entry(name) for name in available_datasets()]
 
 
 def _backbones() -> list[dict[str, Any]]:
     from asvp.models.backbones import available_backbones, backbone_input
     from asvp.models.registry import _entry  # the declarations have no public accessor yet
 
-    listed = []
-    for name in available_backbones():
-        entry, declared = _entry(name), backbone_input(name)
-        listed.append(
-            {
-                "name": name,
-                "description": _summary(entry.factory),
-                "input": _plain(vars(declared.config)),
-                "dataset_statistics": declared.dataset_statistics,
-                "checkpoint": entry.remedy or "embedded (no file needed)",
-                "options": _options(entry.options),
-            }
-        )
-    return listed
+    def entry(name: str) -> dict[str, Any]:
+        registered, declared = _entry(name), backbone_input(name)
+        return {
+            "name": name,
+            "description": _summary(registered.factory),
+            "input": _plain(vars(declared.config)),
+            "dataset_statistics": declared.dataset_statistics,
+            "checkpoint": registered.remedy or "embedded (no file needed)",
+            "options": _options(registered.options),
+        }
+
+    return [entry(name) for name in available_backbones()]
 
 
 def _pipelines() -> list[dict[str, Any]]:
     from asvp.pipelines import available_pipelines, get_pipeline
 
-    listed = []
-    for name in available_pipelines():
-        pipeline = get_pipeline(name)
-        listed.append(
-            {
-                "name": name,
-                "description": pipeline.description,
-                "train_methods": list(pipeline.train_methods),
-                "in_grid": pipeline.in_grid,
-            }
-        )
-    return listed
+    return [
+        {
+            "name": name,
+            "description": get_pipeline(name).description,
+            "train_methods": list(get_pipeline(name).train_methods),
+            "in_grid": get_pipeline(name).in_grid,
+        }
+        for name in available_pipelines()
+    ]
 
 
 def _executors() -> list[dict[str, Any]]:

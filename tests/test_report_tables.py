@@ -8,24 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from report_data import COSTS, synthetic_curves
+from test_report_formats import GRID  # a grid file for the captions
 
 from asvp.costs import cumulative_sampling_hours, total_cost
 from benchmark.grid import load_grid
 from benchmark.report import REFERENCE, seed_summaries, table2, write_report
-
-GRID = """
-name: tables
-datasets:
-  - name: mnist5k
-    options: {test_size: 100, pool_size: 200}
-    budgets: [10, 20, 30, 40]
-backbone: efficientnet_lite0
-seeds: [0, 1, 2]
-strategies: [random, margin]
-pipelines:
-  - {pipeline: standard, train_method: ft}
-costs: {label_price: 0.8, reviews_per_label: 1, device_hour: {cuda: 3.0}}
-"""
 
 
 @pytest.fixture(scope="module")

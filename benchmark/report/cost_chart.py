@@ -125,10 +125,10 @@ def cost_figure(summaries: pd.DataFrame, dataset: str, style: FigureStyle | None
     partly = reached[reached["labelling_cost_usd_count"] < reached["seeds"]]
     if not partly.empty:
         names = ", ".join(
-            f"{c['pipeline']} / {c['strategy']} ({c['labelling_cost_usd_count']}/{c['seeds']})"
+            f"{c['pipeline']} / {c['strategy']} ({c['labelling_cost_usd_count']} of {c['seeds']})"
             for c in partly.to_dict("records")
         )
-        notes.append(f"Mean over the seeds that reached a* only: {names}.")
+        notes.append(f"Mean over the seeds that reached a* only (seeds reached): {names}.")
     footnote(figure, notes)
     sections = [  # only what is plotted: a cell that never reached a* has no mark
         ("pipeline", pipeline_handles(reached["pipeline"], style)),

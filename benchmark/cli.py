@@ -12,10 +12,11 @@ id and log. Both take cell filters (``--dataset``, ``--strategy``, ``--pipeline`
 ``compare`` lines up a grid's finished cells in two stores, to find where two runs parted
 (:mod:`benchmark.compare`).
 
-``validate``, ``run``, ``status`` and ``report`` take ``KEY=VALUE`` overrides of the grid's
-values after GRID (:mod:`benchmark.grid.overrides`), checked as the same edit of the file.
-Precedence of settings: command-line options > overrides > environment variables
-(``MLFLOW_TRACKING_URI``) > the grid file > defaults. GRID is always the path of a grid file.
+Every command that reads a grid takes ``KEY=VALUE`` overrides of the grid's values after
+GRID (:mod:`benchmark.grid.overrides`), checked as the same edit of the file would be.
+Precedence of settings: command-line options > environment variables
+(``MLFLOW_TRACKING_URI``) > overrides > the grid file > defaults. GRID is always the path of a
+grid file.
 
 Output to a closed pipe (``asvp-bench status GRID | head -3``) ends the command quietly with
 status 141 (128 + SIGPIPE), as other command-line tools do, not with a traceback.
@@ -140,7 +141,7 @@ def _passes_preflight(args: argparse.Namespace, grid: Grid, uri: str, started: f
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    grid = _load(args.grid)
+    grid = _load(args.grid, args.overrides)
     uri = _apply_tracking(grid, args.tracking_uri)
     return 0 if _passes_preflight(args, grid, uri, started) else 2
 
@@ -363,7 +364,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from benchmark.compare import compare_stores, describe
     from benchmark.tracking import connect, finished_cell_runs, store_client
 
-    grid = _load(args.grid)  # reads MLflow only: no data needed here
+    grid = _load(args.grid, args.overrides)  # reads MLflow only: no data needed here
     uri = _apply_tracking(grid, args.tracking_uri)
     ours = finished_cell_runs(connect(), grid.name)
     theirs = finished_cell_runs(store_client(args.other), grid.name)

@@ -21,12 +21,12 @@ DESCRIPTION = """\
 Active-learning benchmark grids (datasets x strategies x pipelines x seeds), tracked in MLflow.
 
 A grid file (experiments/*.yaml) names the datasets and their label budgets, the backbone, the
-strategies, pipelines and seeds, and how cells run (executor: local, debug or slurm). Each
-command takes the path of a grid file (GRID). run, validate, status and report accept
-KEY=VALUE overrides of the grid's values after GRID.
+strategies, pipelines and seeds, and how cells run (executor: local, debug or slurm). Every
+command that reads a grid takes the path of its file (GRID), followed by any KEY=VALUE
+overrides of the grid's values (e.g. finetune.epochs=3 seeds=[0,1]).
 
-Precedence of settings: command-line options > KEY=VALUE overrides > environment variables
-(MLFLOW_TRACKING_URI) > the grid file > defaults."""
+Precedence of settings: command-line options > environment variables (MLFLOW_TRACKING_URI)
+> KEY=VALUE overrides > the grid file > defaults."""
 
 EPILOG = """\
 examples:
@@ -53,8 +53,8 @@ RUN_HELP = (
     "follows it). A preflight checks data, checkpoints, tracking and executor first."
 )
 STATUS_HELP = (
-    "Every cell as pending, running, finished or failed, with its run name, run key, job "
-    "id, detail and log (--json: one object per cell, and the counts)."
+    "Every cell's state (one of --state's choices) with its run name, run key, job id, "
+    "detail and log, and the counts by state (--json: the same as one JSON object)."
 )
 COMPARE_HELP = (
     "Line up the finished cells of the grid in two MLflow stores (A: the grid's store, as "
@@ -148,7 +148,7 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         "budgets, every checkpoint file is in its backbone's format, the tracking store and "
         "the executor are usable.",
     )  # fmt: skip
-    check.add_argument("grid", metavar="GRID", help=GRID_HELP)
+    _add_grid(check)
     _add_executor(check)
     check.add_argument("--tracking-uri", metavar="URI", help=TRACKING_HELP)
 
@@ -157,11 +157,19 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON, for machines")
     _add_common(status)
 
-    _add_server(command("mlflow-server", "serve a grid's MLflow store"))
+    _add_server(
+        command(
+            "mlflow-server", "serve a grid's MLflow store",
+            "Serve one MLflow tracking store (SQLite or another backend, artifacts in the "
+            "store folder) for the jobs of a grid, e.g. on a cluster's head node.",
+        )
+    )  # fmt: skip
 
     report = command(
-        "report", "tables, figures and the published comparison from the grid's finished runs"
-    )
+        "report", "tables, figures and the published comparison from the grid's finished runs",
+        "Write the tables (CSV, Markdown, LaTeX), figures and, for grids with a published "
+        "counterpart, the comparison with the paper, from the grid's finished MLflow runs.",
+    )  # fmt: skip
     _add_grid(report)
     report.add_argument("--out", metavar="DIR", help="output folder (default results/<grid name>)")
     report.add_argument(
@@ -175,7 +183,7 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         "line up the grid's finished cells in two stores: first differing round, curve gap",
         COMPARE_HELP,
     )
-    compare.add_argument("grid", metavar="GRID", help=GRID_HELP)
+    _add_grid(compare)
     compare.add_argument("--other", required=True, metavar="URI", help="store B's tracking URI")
     compare.add_argument("--tracking-uri", metavar="URI", help=f"store A; {TRACKING_HELP}")
     return parser

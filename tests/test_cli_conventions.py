@@ -82,7 +82,7 @@ def test_every_command_and_argument_has_help():
         assert action.help, action.dest
 
 
-@pytest.mark.parametrize("command", ["validate", "run", "status", "report"])
+@pytest.mark.parametrize("command", ["validate", "run", "preflight", "status", "report", "compare"])
 def test_grid_commands_show_grid_and_overrides_in_their_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -21,7 +21,9 @@ datasets:
   - name: mnist5k
     options: {test_size: 100, pool_size: 200}
     budgets: [10, 20, 30]
-backbone: efficientnet_lite0
+backbone:  # the paper's, so the report writes the published comparison (no training here)
+  name: resnet50_byol_eman
+  options: {checkpoint: /absent/byol.pth}
 image_size: 32
 seeds: [0, 1]
 strategies: [random, margin]
@@ -98,7 +100,7 @@ def test_report_reads_the_hardware_tags_and_counts_untagged_runs_as_unknown(tmp_
     comparison = (out / "published_comparison.md").read_text()
     assert f"Ours: {line}" in comparison
     every_run = client.search_runs([experiment], max_results=runs)
-    proxy_runs = [r for r in every_run if "/svpp-" in r.info.run_name]
+    proxy_runs = [r for r in every_run if r.info.run_name.startswith("svpp-")]
     proxy_xeon = sum(r.data.tags.get("env.hardware") == XEON for r in proxy_runs)
     proxy_counts = sorted(
         [(XEON, proxy_xeon), (UNKNOWN_HARDWARE, len(proxy_runs) - proxy_xeon)],

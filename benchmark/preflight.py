@@ -31,7 +31,7 @@ from benchmark.executors.registry import make_executor
 
 if TYPE_CHECKING:
     from benchmark.executors.settings import ExecutorSettings
-    from benchmark.grid import Grid
+    from benchmark.grid import DatasetSpec, Grid
 
 __all__ = ["PreflightReport", "Problem", "preflight", "with_kind"]
 
@@ -61,7 +61,7 @@ def preflight(
 
 def _data_problems(grid: Grid) -> tuple[list[Problem], dict[str, int]]:
     """What is wrong with each dataset (absent, unreadable, a pool smaller than its last
-    budget), and the pool size of each dataset that could be read."""
+    budget), and the pool size of each dataset that could be read, by its label."""
     problems, pool_sizes = [], {}
     for spec in grid.datasets:
         try:
@@ -69,25 +69,31 @@ def _data_problems(grid: Grid) -> tuple[list[Problem], dict[str, int]]:
                 spec.name, root=grid.data_root, download=grid.download, **spec.options
             )
         except DatasetNotFoundError as error:
-            problems.append(Problem(f"dataset {spec.name!r}", str(error.path), error.remedy))
+            problems.append(Problem(_dataset(spec), str(error.path), error.remedy))
             continue
         except (OSError, ValueError, TypeError) as error:
             where = str(Path(grid.data_root).resolve())
             problems.append(
-                Problem(f"dataset {spec.name!r} cannot be read: {error}", where, "fix the data")
+                Problem(f"{_dataset(spec)} cannot be read: {error}", where, "fix the data")
             )
             continue
-        pool_sizes[spec.name] = len(split.pool)
+        pool_sizes[spec.label] = len(split.pool)
         if spec.budgets[-1] > len(split.pool):
             problems.append(
                 Problem(
-                    f"dataset {spec.name!r}: last budget {spec.budgets[-1]} exceeds its pool of "
+                    f"{_dataset(spec)}: last budget {spec.budgets[-1]} exceeds its pool of "
                     f"{len(split.pool)} images",
                     str(grid.path),
                     "lower the budgets or complete the dataset",
                 )
             )
     return problems, pool_sizes
+
+
+def _dataset(spec: DatasetSpec) -> str:
+    """How a problem names a dataset: ``dataset 'flowers' (imagefolder)`` when labelled."""
+    kind = f" ({spec.name})" if spec.label != spec.name else ""
+    return f"dataset {spec.label!r}{kind}"
 
 
 def _backbone_problems(grid: Grid) -> list[Problem]:
@@ -136,7 +142,7 @@ def _order_problems(grid: Grid, pool_sizes: dict[str, int]) -> list[Problem]:
                         "replay a run of this dataset, with its loader's options",
                     )
                 )
-        short = [s.name for s in grid.datasets if len(indices) < s.budgets[-1]]
+        short = [s.label for s in grid.datasets if len(indices) < s.budgets[-1]]
         if short:
             problems.append(
                 Problem(

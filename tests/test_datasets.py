@@ -128,7 +128,7 @@ def test_unknown_missing_and_badly_typed_options_name_themselves(data_root):
         ),
         ("mnist5k", {"split_seed": -1}, r"split_seed: got -1; expected an integer >= 0"),
         ("imagenet", {"subdir": ""}, r"subdir: got ''; expected a file path"),
-        ("imagefolder", {"path": "own", "train": None}, r"train: got None; expected a file path"),
+        ("imagefolder", {"path": "own", "train": ""}, r"train: got ''; expected a file path"),
         ("cifar100", {"download": True}, r"download: got True; expected a known option"),
     ],
 )

@@ -234,15 +234,14 @@ def test_expansion_count_and_order(tmp_path):
     cells = expand_cells(load_grid(write(tmp_path, DEMO)))
     # per seed: 1 random baseline + 3 pipelines x 2 non-random strategies
     assert len(cells) == 2 * (1 + 3 * 2)
-    prefix = "mnist5k/efficientnet_lite0"
     expected_seed0 = [
-        f"{prefix}/random-ft/random/s0",
-        f"{prefix}/standard-ft/margin/s0",
-        f"{prefix}/standard-ft/entropy/s0",
-        f"{prefix}/svpp-lpft/margin/s0",
-        f"{prefix}/svpp-lpft/entropy/s0",
-        f"{prefix}/asvp-auto/margin/s0",
-        f"{prefix}/asvp-auto/entropy/s0",
+        "random-ft/random/s0 · mnist5k",
+        "standard-ft/margin/s0 · mnist5k",
+        "standard-ft/entropy/s0 · mnist5k",
+        "svpp-lpft/margin/s0 · mnist5k",
+        "svpp-lpft/entropy/s0 · mnist5k",
+        "asvp-auto/margin/s0 · mnist5k",
+        "asvp-auto/entropy/s0 · mnist5k",
     ]
     names = [cell.run_name for cell in cells]
     assert names[:7] == expected_seed0
@@ -273,7 +272,7 @@ def test_cell_config_carries_the_grid(tmp_path):
 def test_baseline_train_method_names_the_random_cells(tmp_path):
     grid = load_grid(write(tmp_path, DEMO.replace("{train_method: ft}", "{train_method: lpft}")))
     cell = expand_cells(grid)[0]
-    assert cell.run_name == "mnist5k/efficientnet_lite0/random-lpft/random/s0"
+    assert cell.run_name == "random-lpft/random/s0 · mnist5k"
     assert "linear_probe" in scientific_config(cell.config)
 
 
@@ -409,7 +408,7 @@ def test_trigger_changes_only_asvp_keys(tmp_path):
     data["trigger"] = {"rule": "schedule", "at_labels": [60]}
     after = keys_by_name(write_data(tmp_path, data, "b.yaml"))
     for name in before:
-        if "/asvp-" in name:
+        if name.startswith("asvp-"):
             assert after[name] != before[name], name
         else:
             assert after[name] == before[name], name
@@ -460,7 +459,7 @@ def test_strategy_options_enter_label_run_key_and_cells(tmp_path):
     cells = [c for c in expand_cells(load_grid(write_data(tmp_path, data))) if c.config.seed == 0]
     svpp = [c for c in cells if c.config.pipeline == "svpp"]
     assert [c.config.strategy_options for c in svpp] == [{}, {"candidates": 50}]
-    assert svpp[1].run_name.endswith("/margin[candidates=50]/s0")
+    assert svpp[1].run_name == "svpp-lpft/margin[candidates=50]/s0 · mnist5k"
     assert svpp[0].run_key != svpp[1].run_key
     assert "strategy_options" not in scientific_config(svpp[0].config)
     assert scientific_config(svpp[1].config)["strategy_options"] == {"candidates": 50}
@@ -795,7 +794,7 @@ def test_pipeline_entries_override_trigger_and_restrict_strategies(tmp_path):
     assert scheduled.config.trigger.at_labels == (40,)
     assert scheduled.config.trigger.max_updates == 1  # the grid's trigger section, merged
     assert cells[3].config.trigger.rule == "logme"
-    assert "/asvp-auto[at_labels=[40]" in scheduled.run_name
+    assert scheduled.run_name.startswith("asvp-auto[at_labels=[40]")
     assert len({c.run_name for c in cells}) == len({c.run_key for c in cells}) == len(cells)
 
 

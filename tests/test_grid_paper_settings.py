@@ -64,7 +64,7 @@ def test_dataset_settings_override_the_grids_and_paths_stay_out_of_run_keys(tmp_
 def test_the_full_data_cell_has_no_budgets_and_is_named_all(tmp_path):
     full = expand_cells(load_grid(_grid(tmp_path)))[1]
     assert full.config.budgets == () and full.strategy_label == "all"
-    assert full.run_name == "mnist5k/efficientnet_lite0/full-ft/all/s0"
+    assert full.run_name == "full-ft/all/s0 · mnist5k"
 
 
 def test_each_dataset_gets_its_own_slurm_resources(tmp_path):
@@ -88,7 +88,7 @@ def test_a_replayed_order_is_keyed_by_its_content_and_labelled_by_the_grid(tmp_p
     strategies = f"[random, {{name: replay, label: official, options: {{order: {order}}}}}]"
     cells = expand_cells(load_grid(_grid(tmp_path, strategies=strategies)))
     replay = cells[2]
-    assert replay.run_name == "mnist5k/efficientnet_lite0/svpp-ft/official/s0"
+    assert replay.run_name == "svpp-ft/official/s0 · mnist5k"
     moved = tmp_path / "moved.npy"
     order.rename(moved)
     path = _grid(tmp_path, strategies=strategies.replace(str(order), str(moved)))

@@ -224,7 +224,10 @@ def check_dataset_options(name: str, options: Mapping[str, Any]) -> dict[str, An
     """
     registered = _registered(name)
     owner = f"dataset {name!r}"
-    checked = check_options(registered.options, options, owner)
+    try:
+        checked = check_options(registered.options, options, owner)
+    except OptionsError as error:
+        raise OptionsError(owner, [_root_hint(problem) for problem in error.problems]) from None
     if registered.cross_check is not None:
         defaults = {key: option.default for key, option in registered.options.items()}
         try:
@@ -232,6 +235,17 @@ def check_dataset_options(name: str, options: Mapping[str, Any]) -> dict[str, An
         except OptionError as error:
             raise OptionsError(owner, [error]) from None
     return checked
+
+
+def _root_hint(problem: OptionError) -> OptionError:
+    """An unknown ``root`` or ``download`` option, said to be a grid key (a guess users make)."""
+    if problem.key not in _ROOT_PARAMETERS:
+        return problem
+    hint = f"; the {problem.key} of every dataset is the grid's {_GRID_KEYS[problem.key]} key"
+    return OptionError(problem.key, problem.value, problem.expected + hint)
+
+
+_GRID_KEYS = {"root": "data_root", "download": "download"}
 
 
 def load_dataset(

@@ -1,8 +1,8 @@
 """Cells: a grid expanded into units of work, each with its config, run key and run name.
 
-All cells of a dataset share the seed-determined initial labelled set and the budget
-schedule. A cell's MLflow run name is ``dataset/backbone/pipeline-train_method/strategy/s<seed>``
-(``DESIGN.md``, "Run identity, tracking, resume").
+All cells of a dataset entry share the seed-determined initial labelled set and the budget
+schedule. A cell's MLflow run name is ``pipeline-train_method/strategy/s<seed> · <dataset>``
+(:func:`run_name`).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def expand_cells(grid: Grid) -> list[Cell]:
                     Cell(
                         config=config,
                         run_key=run_key(config),
-                        run_name=run_name(config, entry.label, strategy.label),
+                        run_name=run_name(config, entry.label, strategy.label, dataset.label),
                         pipeline_label=entry.label,
                         strategy_label=strategy.label,
                         dataset_label=dataset.label,
@@ -135,12 +135,28 @@ def _resolve_path_option(options: dict[str, Any], name: str) -> dict[str, Any]:
     return resolved
 
 
+RUN_NAME_SEPARATOR = " · "
+"""Between what differs across a dataset's cells and the dataset's label in a run name."""
+
+
 def run_name(
-    config: CellConfig, pipeline_label: str | None = None, label: str | None = None
+    config: CellConfig,
+    pipeline_label: str | None = None,
+    label: str | None = None,
+    dataset_label: str | None = None,
 ) -> str:
-    """The MLflow run name ``dataset/backbone/pipeline-train_method/strategy/s<seed>``, the
-    strategy written as ``label`` when given (else :func:`strategy_label`) and the pipeline as
-    ``pipeline_label`` when given (a pipeline entry with trigger overrides)."""
+    """The MLflow run name ``pipeline-train_method/strategy/s<seed> · <dataset>``.
+
+    It leads with what differs between a grid's cells, so that the MLflow runs table and chart
+    legends, which cut long names, still tell them apart; the dataset's label ends it. The
+    backbone is left out: a grid (one MLflow experiment) gives each dataset label one
+    backbone, so the name stays unique within the grid; the backbone and the dataset's
+    registry name are run tags (:func:`benchmark.tracking.open_run`). The strategy is written
+    as ``label`` when given (else :func:`strategy_label`), the pipeline as ``pipeline_label``
+    when given (a pipeline entry with trigger overrides), the dataset as ``dataset_label``
+    when given (the grid's ``label:``; else the dataset's name).
+    """
     pipeline = pipeline_label or f"{config.pipeline}-{config.train_method}"
     strategy = label or strategy_label(config.strategy, config.strategy_options)
-    return f"{config.dataset}/{config.backbone}/{pipeline}/{strategy}/s{config.seed}"
+    dataset = dataset_label or config.dataset
+    return f"{pipeline}/{strategy}/s{config.seed}{RUN_NAME_SEPARATOR}{dataset}"

@@ -10,6 +10,9 @@ against their declarations by the registry's own checker, which reads no file.
   one grid can compare ASVP rules without crossing each with every strategy. Its label
   (``asvp-auto`` or ``asvp-auto[rule=ped]``, the overridden fields) names it in run names and
   tables.
+- A dataset entry's ``label:`` (default: its name) names it in run names, tables and figure
+  files; labels are unique in a grid, so one registry dataset (``imagefolder``) may appear
+  under several labels. The label is not in the run key.
 - Strategy options enter the run key only when given; dataset options are hashed as written
   (loader defaults are not filled in), so ``options: {}`` and the loader's default written out
   give different keys. Dataset options are untyped in YAML terms, so a ``${...}`` expansion in
@@ -18,6 +21,7 @@ against their declarations by the registry's own checker, which reads no file.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from asvp.config import TriggerConfig
@@ -39,6 +43,7 @@ from benchmark.grid.schema import (
     DATASET_KEYS,
     DATASET_SECTIONS,
     GRID_PIPELINES,
+    LABEL_PATTERN,
     RANDOM,
     DatasetSpec,
     ImageSize,
@@ -197,48 +202,95 @@ def _read_restriction(
 
 
 def read_datasets(check: Checker, value: Any, key: str) -> list[DatasetSpec]:
-    """The ``datasets`` list. A dataset's options are checked against its loader's declared
-    options; its data is not read (the preflight does that)."""
+    """The ``datasets`` list: each label at most once (a label defaults to the dataset's
+    name), and no two entries that would make the same cells. A dataset's options are checked
+    against its loader's declared options; its data is not read (the preflight does that)."""
     specs: list[DatasetSpec] = []
     items = check.non_empty_list(value, key, "a non-empty list of {name, options, budgets}")
     for i, item in enumerate(items):
         item_key = f"{key}[{i}]"
-        if not check.mapping(item, item_key, DATASET_KEYS):
+        spec = _read_dataset(check, item, item_key)
+        if spec is INVALID:
             continue
-        name = check.choice(item.get("name", ABSENT), f"{item_key}.name", available_datasets())
-        if name is not INVALID and any(spec.name == name for spec in specs):
-            check.bad(f"{item_key}.name", name, "each dataset at most once per grid")
-            name = INVALID
-        options = _read_options(check, item.get("options"), f"{item_key}.options", "loader's")
-        budgets = _read_budgets(check, item.get("budgets", ABSENT), f"{item_key}.budgets")
-        executor = _read_dataset_executor(check, item.get("executor"), f"{item_key}.executor")
-        backbone = (
-            read_backbone(check, item["backbone"], f"{item_key}.backbone")
-            if "backbone" in item
-            else None
-        )
-        image_size = _read_image_size(check, item.get("image_size"), f"{item_key}.image_size")
-        sections = {
-            name: read_overrides(check, item[name], f"{item_key}.{name}", cls)
-            for name, cls in DATASET_SECTIONS.items()
-            if name in item
-        }
-        if image_size not in (None, INVALID) and sections.get("transform") is not INVALID:
-            transform = sections.setdefault("transform", {})
-            if "size" in transform:
-                check.bad(f"{item_key}.image_size", image_size, SIZE_ONCE)
-                image_size = INVALID
-            else:
-                transform["size"] = image_size
-        if INVALID in (name, options, executor, image_size, *sections.values()) or (
-            backbone is not None and INVALID in backbone
-        ):
-            continue
-        if not check.registry_options(check_dataset_options, name, options, f"{item_key}.options"):
-            continue
-        if budgets is not INVALID:
-            specs.append(DatasetSpec(name, options, budgets, executor, backbone, sections))
+        label_key = f"{item_key}.{'name' if spec.given_label is None else 'label'}"
+        same_label = [j for j, other in enumerate(specs) if other.label == spec.label]
+        same_cells = [j for j, other in enumerate(specs) if _unlabelled(other) == _unlabelled(spec)]
+        if same_label:
+            check.bad(
+                label_key,
+                spec.label,
+                f"each dataset label at most once per grid ({spec.label!r} is already the label "
+                f"of {key}[{same_label[0]}]; a label defaults to the dataset's name): give this "
+                "entry its own label (key label:; letters, digits, '_', '.', '-')",
+            )
+        elif same_cells:
+            check.bad(
+                label_key,
+                spec.label,
+                f"a dataset entry that differs from {key}[{same_cells[0]}] in more than its "
+                "label: the label is not part of the run key, so both would run the same cells; "
+                "drop one, or change its options, budgets or settings",
+            )
+        else:
+            specs.append(spec)
     return specs
+
+
+def _unlabelled(spec: DatasetSpec) -> DatasetSpec:
+    """What makes a dataset entry's cells: the entry without its label and executor."""
+    return dataclasses.replace(spec, given_label=None, executor={})
+
+
+def _read_dataset(check: Checker, item: Any, item_key: str) -> DatasetSpec:
+    """One dataset entry, or ``INVALID`` (its problems reported)."""
+    if not check.mapping(item, item_key, DATASET_KEYS):
+        return INVALID
+    name = check.choice(item.get("name", ABSENT), f"{item_key}.name", available_datasets())
+    label = _read_label(check, item.get("label"), f"{item_key}.label")
+    options = _read_options(check, item.get("options"), f"{item_key}.options", "loader's")
+    budgets = _read_budgets(check, item.get("budgets", ABSENT), f"{item_key}.budgets")
+    executor = _read_dataset_executor(check, item.get("executor"), f"{item_key}.executor")
+    backbone = (
+        read_backbone(check, item["backbone"], f"{item_key}.backbone")
+        if "backbone" in item
+        else None
+    )
+    image_size = _read_image_size(check, item.get("image_size"), f"{item_key}.image_size")
+    sections = {
+        name: read_overrides(check, item[name], f"{item_key}.{name}", cls)
+        for name, cls in DATASET_SECTIONS.items()
+        if name in item
+    }
+    if image_size not in (None, INVALID) and sections.get("transform") is not INVALID:
+        transform = sections.setdefault("transform", {})
+        if "size" in transform:
+            check.bad(f"{item_key}.image_size", image_size, SIZE_ONCE)
+            image_size = INVALID
+        else:
+            transform["size"] = image_size
+    if INVALID in (name, label, options, executor, image_size, *sections.values()) or (
+        backbone is not None and INVALID in backbone
+    ):
+        return INVALID
+    if not check.registry_options(check_dataset_options, name, options, f"{item_key}.options"):
+        return INVALID
+    if budgets is INVALID:
+        return INVALID
+    return DatasetSpec(name, options, budgets, executor, backbone, sections, label)
+
+
+def _read_label(check: Checker, value: Any, key: str) -> str | None:
+    """A dataset's ``label:`` (None: its name), a file-name token, or ``INVALID``."""
+    label = check.typed(value, str | None, key)
+    if isinstance(label, str) and not LABEL_PATTERN.fullmatch(label):
+        check.bad(
+            key,
+            label,
+            "a label made of letters, digits, '_', '.' and '-', starting with a letter or "
+            "digit (figure files are named by it)",
+        )
+        return INVALID
+    return label
 
 
 def _read_budgets(check: Checker, value: Any, key: str) -> tuple[int, ...]:

@@ -9,8 +9,10 @@ every key::
 
     name: demo                       # required; MLflow experiment name; [A-Za-z0-9_.-]+
     description: "..."               # optional string
-    datasets:                        # required, non-empty; each name at most once
+    datasets:                        # required, non-empty; each label at most once
       - name: mnist5k                # one of asvp.data.available_datasets()
+        label: digits                # optional; what run names, tables and figure files
+                                     # call it (default: its name); [A-Za-z0-9_.-]+
         options: {test_size: 500}    # optional; keyword arguments of the dataset's loader
         budgets: [20, 40, 60]        # cumulative label counts, strictly increasing, <= pool size
         executor: {mem_gb: 32}       # optional; this dataset's own executor (SLURM) settings
@@ -83,9 +85,14 @@ Decisions written down here (``DESIGN.md`` leaves them open):
 - ``compute`` is grid-wide: a dataset may not override it. It is how every cell computes
   (its threads and determinism), part of every run key, and not a resource: the executor
   decides how many cells run at once, never how a cell computes.
-- A dataset name may appear once per grid and a pipeline label once, so that run names are
-  unique within a grid. A strategy may appear more than once with different options: its
-  label (``badge`` or ``badge[candidates=5000]``) names it in run names and tables.
+- A dataset label may appear once per grid and a pipeline label once, so that run names are
+  unique within a grid. A dataset's label is its ``label:``, else its name: one registry
+  dataset (``imagefolder``) may appear several times, each entry with its own label (two own
+  datasets compared in one grid). The label is a name, not part of the run key (renaming a
+  dataset keeps its runs; a grid without ``label:`` keeps its keys), so two entries that
+  differ only in their labels (the same cells twice) are refused. A strategy may appear more
+  than once with different options: its label (``badge`` or ``badge[candidates=5000]``) names
+  it in run names and tables.
 """
 
 from __future__ import annotations
@@ -157,6 +164,9 @@ dataset)."""
 #: What a grid name may hold (it is an MLflow experiment name).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
+#: What a dataset's ``label:`` may hold: a file-name token (figure files are named by it).
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
 
 @dataclass(frozen=True)
 class Costs:
@@ -190,11 +200,11 @@ class TrackingSettings:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of a grid: registry name, loader options and cumulative label budgets, and
-    what it sets for itself over the grid's values: ``backbone`` (name and options), the
-    fields of ``finetune``, ``linear_probe``, ``proxy`` and ``transform`` it overrides
-    (``sections``; its ``image_size`` is ``transform.size``) and its executor settings (its
-    SLURM resources)."""
+    """One dataset of a grid: registry name, the label it goes by (:attr:`label`), loader
+    options and cumulative label budgets, and what it sets for itself over the grid's values:
+    ``backbone`` (name and options), the fields of ``finetune``, ``linear_probe``, ``proxy``
+    and ``transform`` it overrides (``sections``; its ``image_size`` is ``transform.size``) and
+    its executor settings (its SLURM resources)."""
 
     name: str
     options: dict[str, Any]
@@ -285,9 +295,14 @@ class Grid:
         return used
 
     def executor_for(self, dataset: str, settings: ExecutorSettings) -> ExecutorSettings:
-        """``settings`` with the dataset's own executor overrides (its SLURM resources)."""
-        spec = next(spec for spec in self.datasets if spec.name == dataset)
-        return dataclasses.replace(settings, **spec.executor)
+        """``settings`` with the own executor overrides (its SLURM resources) of the dataset
+        labelled ``dataset`` (:attr:`DatasetSpec.label`, a cell's ``dataset_label``; the
+        name of a dataset without ``label:``). KeyError naming the labels if none has it."""
+        for spec in self.datasets:
+            if spec.label == dataset:
+                return dataclasses.replace(settings, **spec.executor)
+        labels = ", ".join(spec.label for spec in self.datasets)
+        raise KeyError(f"grid {self.name!r} has no dataset labelled {dataset!r}; labels: {labels}")
 
     @property
     def cell_state_dir(self) -> Path:
@@ -302,7 +317,7 @@ DATASET_SECTIONS: dict[str, type] = {
     "proxy": ProxyConfig,
     "transform": TransformConfig,
 }
-DATASET_KEYS = ("name", "options", "budgets", "executor", "backbone", "image_size")
+DATASET_KEYS = ("name", "label", "options", "budgets", "executor", "backbone", "image_size")
 DATASET_KEYS += tuple(DATASET_SECTIONS)
 
 # The executor settings a dataset may set for its own cells (its SLURM resources).

@@ -81,8 +81,10 @@ def _iso_total_lines(ax: Axes) -> None:
 @themed
 def cost_figure(summaries: pd.DataFrame, dataset: str, style: FigureStyle | None = None) -> Figure:
     """Labelling vs training cost on ``dataset`` at the random baseline's accuracy a*, one
-    point (seed mean ± 1 std over the seeds that reached a*) per pipeline x strategy, with
-    iso-total-cost lines; the full-data cell is not a point (it has no cost to reach a*)."""
+    point (seed mean ± 1 std over the seeds that reached a*) per pipeline x strategy, the
+    random baseline at its cost at B, iso-total-cost lines unless training is negligible
+    (:data:`_ISO_LINES_MIN_RATIO`), axes that hold every error bar and a legend of the plotted
+    cells only; the full-data cell is not a point (it has no cost to reach a*)."""
     mine = _random_at_reference(
         summaries[(summaries["dataset"] == dataset) & (summaries["family"] != FULL_DATA)]
     )

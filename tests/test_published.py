@@ -24,8 +24,10 @@ from benchmark.published import (
 from benchmark.report import (
     PAPER_BACKBONE,
     SUMMARY_METRICS,
+    SUMMARY_PREFIX,
     no_counterpart_note,
     published_counterparts,
+    published_metric_name,
     seed_summaries,
 )
 
@@ -324,3 +326,9 @@ def test_a_stated_dataset_or_backbone_must_match_the_grid(shipped):
     assert list(cifar.index) == [0]
     paper = published_counterparts(stated, {"pets"}, {PAPER_BACKBONE})
     assert 0 not in paper.index and 1 not in paper.index and len(paper) == len(stated) - 2
+
+
+def test_published_dollars_are_named_apart_from_ours_and_fractions_beside_ours():
+    assert published_metric_name("total_cost_usd") == "source_prices/total_cost_usd"
+    assert published_metric_name("device_hour_price_usd") == "source_prices/device_hour_price_usd"
+    assert published_metric_name("ssr") == f"{SUMMARY_PREFIX}ssr"  # where our runs log theirs

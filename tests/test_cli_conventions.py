@@ -47,21 +47,33 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 # --- version and help ----------------------------------------------------------------------
 
 
-def test_version_names_the_installed_package_and_imports_nothing_heavy():
+def _light(*args: str) -> subprocess.CompletedProcess:
+    """Run the command line with ``-X importtime``; assert it imported neither torch nor
+    MLflow."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "benchmark.cli", "--version"],
+        [sys.executable, "-X", "importtime", "-m", "benchmark.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stderr[-2000:]
+    heavy = [line for line in out.stderr.splitlines() if "torch" in line or "mlflow" in line]
+    assert not heavy, heavy[:3]
+    return out
+
+
+def test_version_names_the_installed_package_and_imports_nothing_heavy():
+    out = _light("--version")
     assert out.stdout.startswith(f"asvp-bench {version('asvp-bench')}")
     if (ROOT / ".git").exists():
         assert "(git " in out.stdout
-    heavy = [line for line in out.stderr.splitlines() if "torch" in line or "mlflow" in line]
-    assert not heavy, heavy[:3]
+
+
+@pytest.mark.parametrize("command", ["list", "compare"])
+def test_new_commands_answer_help_without_heavy_imports(command):
+    assert f"usage: asvp-bench {command}" in _light(command, "--help").stdout
 
 
 def test_every_command_and_argument_has_help():

@@ -1,9 +1,13 @@
 """MLflow logging and queries: the one record every table is rendered from, and the only
 module that talks to MLflow (the report reads and writes through the functions here).
 
-Layout (DESIGN.md, "Run identity, tracking, resume"): experiment = grid name; run name
-``dataset/backbone/pipeline-train_method/strategy/s<seed>``; tags: run key, grid, dataset,
-pipeline, strategy, seed, git commit, device, state; params: the flat resolved config (the
+Layout (DESIGN.md, "Run identity, tracking, resume"): experiment = grid name, tagged
+``mlflow.experimentKind = custom_model_development`` (:func:`experiment_id`); run name
+``pipeline-train_method/strategy/s<seed> · <dataset label>``
+(:func:`benchmark.grid.cells.run_name`); tags: run key, grid, dataset (the registry name:
+which loader made the data, what other grids' runs of it share), dataset_label (the grid's
+name for it: two own ``imagefolder`` datasets differ here), backbone, pipeline, train_method,
+strategy, seed, git commit, device, state; params: the flat resolved config (the
 whole config also as ``config.json``); metrics stepped by labels used: ``test_acc``, per-phase
 seconds ``time_<phase>``, ``sampling_seconds``, ``evaluation_seconds``, ``feature_version`` and
 the ASVP indicator (``indicator_value``, ``indicator_reference``, ``indicator_update``), the
@@ -104,17 +108,30 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""What the MLflow UI (3.x) reads to open an experiment as model training (runs table,
+charts) rather than as a GenAI app (traces): the values are its ``ExperimentKind`` enum's
+(``genai_development``, ``custom_model_development``, in ``mlflow/server/js``). Without it the
+UI guesses, and may store its guess in this tag."""
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of the named experiment, created if absent (safe when processes race to it)."""
+    """The id of the named experiment, created if absent (safe when processes race to it),
+    tagged as a model-training experiment (:data:`EXPERIMENT_KIND`): when created, and an
+    existing one whose tag is absent or says otherwise (made before the tag, or guessed by
+    the UI)."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-        return client.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def _paged_runs(
@@ -204,6 +221,7 @@ def open_run(
             "run_key": cell.run_key,
             "grid": grid_name,
             "dataset": config.dataset,
+            "dataset_label": cell.dataset_label,
             "backbone": config.backbone,
             "pipeline": config.pipeline,
             "train_method": config.train_method,

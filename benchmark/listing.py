@@ -136,10 +136,10 @@ def _datasets() -> list[dict[str, Any]]:
 
 def _backbones() -> list[dict[str, Any]]:
     from asvp.models.backbones import available_backbones, backbone_input
-    from asvp.models.registry import _entry  # the declarations have no public accessor yet
+    from asvp.models.registry import registered_backbone
 
     def entry(name: str) -> dict[str, Any]:
-        registered, declared = _entry(name), backbone_input(name)
+        registered, declared = registered_backbone(name), backbone_input(name)
         return {
             "name": name,
             "description": _summary(registered.factory),

@@ -68,14 +68,18 @@ Factory = Callable[..., Backbone]
 
 
 @dataclass(frozen=True)
-class _Entry:
+class RegisteredBackbone:
+    """What :func:`register_backbone` recorded for a name: the factory, its declared options,
+    the remedy printed when its checkpoint is missing (None: the weights are embedded) and the
+    inputs it was pre-trained with."""
+
     factory: Factory
     options: dict[str, Option]
     remedy: str | None
     input: BackboneInput
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: dict[str, RegisteredBackbone] = {}
 _TEMPLATES: OrderedDict[tuple, Backbone] = OrderedDict()
 
 
@@ -101,7 +105,7 @@ def register_backbone(
         options = declared_options(factory)
         if CHECKPOINT_OPTION in options and not remedy:
             raise TypeError(f"backbone {name!r} takes a checkpoint: say where to get it")
-        _REGISTRY[name] = _Entry(
+        _REGISTRY[name] = RegisteredBackbone(
             factory, options, remedy, BackboneInput(input_config, dataset_statistics)
         )
         return factory
@@ -113,7 +117,8 @@ def available_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _entry(name: str) -> _Entry:
+def registered_backbone(name: str) -> RegisteredBackbone:
+    """The registration of backbone ``name``; unknown names list the available ones."""
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
@@ -123,12 +128,12 @@ def _entry(name: str) -> _Entry:
 
 def backbone_input(name: str) -> BackboneInput:
     """The inputs the named backbone expects (declared at registration; reads nothing)."""
-    return _entry(name).input
+    return registered_backbone(name).input
 
 
 def backbone_option_names(name: str) -> set[str]:
     """The options the named backbone accepts."""
-    return set(_entry(name).options)
+    return set(registered_backbone(name).options)
 
 
 def check_backbone_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,7 +143,7 @@ def check_backbone_options(name: str, options: Mapping[str, Any]) -> dict[str, A
     unknown, missing or invalid option, its value and what is expected. Reads no file: it
     runs at grid validation.
     """
-    declared = _entry(name).options
+    declared = registered_backbone(name).options
     checked = check_options(declared, options, f"backbone {name!r}")
     canonical = {}
     for key, option in declared.items():
@@ -161,7 +166,7 @@ def backbone_checkpoint(name: str, options: Mapping[str, Any]) -> Path | None:
         return None
     path = Path(canonical[CHECKPOINT_OPTION])
     if not path.is_file():
-        raise CheckpointNotFoundError(name, path, _entry(name).remedy or "")
+        raise CheckpointNotFoundError(name, path, registered_backbone(name).remedy or "")
     return path
 
 

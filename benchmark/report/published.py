@@ -84,6 +84,7 @@ per :data:`GROUP_COLUMNS` group."""
 _NUMBER_OR_NOT_STATED = ("label_price", "device_hour_price")
 
 EXPERIMENT = "published"
+PAPER = "Wen, Pizarro & Williams, TMLR 2024 (arXiv 2403.01101)"
 
 SOURCE_PRICES_PREFIX = "source_prices/"
 """The MLflow metric-name prefix of a published value in dollars: it was measured at the
@@ -95,7 +96,6 @@ beside ours of the same name."""
 _LOG_LAYOUT = 2
 """The layout of a published run (2: params, prefixed metric names); part of ``rows_hash``, so
 a run logged in an older layout is superseded by one in this layout on the next report."""
-PAPER = "Wen, Pizarro & Williams, TMLR 2024 (arXiv 2403.01101)"
 
 
 class PublishedError(ValueError):

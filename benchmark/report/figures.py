@@ -53,6 +53,7 @@ from benchmark.report.figure_style import (
     style_from_summaries,
     themed,
 )
+from benchmark.report.summary import LP_FT_METHODS
 from benchmark.report.win_matrix import win_matrix_figure
 
 DPI = 150
@@ -143,7 +144,7 @@ def accuracy_figure(
     title = f"{dataset}: test accuracy vs labels ({counts} seed(s) per cell)"
     figure.suptitle(title, x=0.01, ha="left")
     methods = {c.cell.config.train_method for c in mine if c.cell.config.pipeline != FULL_DATA}
-    if methods & set(_LP_FT_METHODS) and methods - set(_LP_FT_METHODS):
+    if methods & set(LP_FT_METHODS) and methods - set(LP_FT_METHODS):
         width = int(figure.get_figwidth() * _NOTE_CHARS_PER_INCH)
         footnote(figure, textwrap.wrap(FIRST_BUDGET_NOTE, width))
     return figure
@@ -157,8 +158,6 @@ FIRST_BUDGET_NOTE = (
 """The accuracy figure's note when it holds both LP-FT-evaluating and FT pipelines."""
 
 _NOTE_CHARS_PER_INCH = 13  # footnote characters per inch of figure width (fontsize 8)
-
-_LP_FT_METHODS = ("lpft", "auto")  # train methods that start with LP-FT (auto: until updated)
 
 
 def _clipped_sd(values: pd.Series) -> tuple[float, float]:

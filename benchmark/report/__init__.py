@@ -43,6 +43,7 @@ from benchmark.report.curves import DISCREPANCY_FIELDS, UNKNOWN_HARDWARE, CellCu
 from benchmark.report.figure_style import FigureStyle, figure_style, style_from_curves
 from benchmark.report.figures import (
     DPI,
+    FIRST_BUDGET_NOTE,
     accuracy_figure,
     cost_figure,
     discrepancy_figure,
@@ -97,6 +98,7 @@ from benchmark.report.significance import (
     within_noise,
 )
 from benchmark.report.summary import (
+    LP_FT_METHODS,
     RATIO_TO_RANDOM,
     REFERENCE,
     SUMMARY_METRICS,
@@ -125,8 +127,10 @@ __all__ = [
     "DISCREPANCY_NOTE",
     "DOLLARS_NOTE",
     "DPI",
+    "FIRST_BUDGET_NOTE",
     "EXPERIMENT",
     "GROUP_COLUMNS",
+    "LP_FT_METHODS",
     "METRIC_UNITS",
     "NOT_STATED",
     "PAIRED_COLUMNS",

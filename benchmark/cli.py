@@ -155,26 +155,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     grid = _load(args.grid, args.overrides)
     uri = _apply_tracking(grid, args.tracking_uri)
-    if not _passes_preflight(args, grid, uri, started):
-        return 2
-    kind = args.executor or grid.executor.kind
-    settings = grid.executor
-    if args.max_parallel:
-        settings = dataclasses.replace(settings, max_parallel=args.max_parallel)
-    executor = make_executor(kind, grid, settings)
-    client = connect()
-    started = time.perf_counter()
-    with submission_lock(grid):  # decided and submitted by one driver at a time
-        statuses = _statuses(client, grid, args)
-        todo = _plan(grid, statuses, args.force, kind)
-        if args.dry_run:
-            _describe(statuses, todo)
-            return 0
-        jobs = _prepare(client, grid, todo, uri, args.force)
-        if executor.scheduler:
-            submissions = _submit_to_scheduler(executor, client, jobs)
+    resume = " ".join(["asvp-bench run", args.grid, *args.overrides])
+    if args.tracking_uri:
+        resume += f" --tracking-uri {args.tracking_uri}"
+    print(f"preflight: checking {args.grid}: data, checkpoint, tracking, executor", flush=True)
+    try:  # Ctrl-C before the cells run (they handle it themselves): no traceback
+        if not _passes_preflight(args, grid, uri, started):
+            return 2
+        kind = args.executor or grid.executor.kind
+        settings = grid.executor
+        if args.max_parallel:
+            settings = dataclasses.replace(settings, max_parallel=args.max_parallel)
+        executor = make_executor(kind, grid, settings)
+        client = connect()
+        started = time.perf_counter()
+        with submission_lock(grid):  # decided and submitted by one driver at a time
+            statuses = _statuses(client, grid, args)
+            todo = _plan(grid, statuses, args.force, kind)
+            if args.dry_run:
+                _describe(statuses, todo)
+                return 0
+            jobs = _prepare(client, grid, todo, uri, args.force)
+            if executor.scheduler:
+                submissions = _submit_to_scheduler(executor, client, jobs)
+    except KeyboardInterrupt:
+        print(
+            "stopped by SIGINT before any cell ran here (jobs already queued stay queued: "
+            f"asvp-bench status {args.grid}); resume with: {resume}",
+            file=sys.stderr,
+        )
+        return 130
     if not executor.scheduler:
-        return _run_here(executor, client, jobs, started)
+        return _run_here(executor, client, jobs, started, resume)
     followed = [s.cell for s in submissions] + [s.cell for s in statuses if s.live]
     if not args.wait or not followed:
         if followed:
@@ -251,11 +263,24 @@ def _submit_to_scheduler(
     return submissions
 
 
-def _run_here(executor: Executor, client: MlflowClient, jobs: list[CellJob], started: float) -> int:
-    """The local and debug executors: run the jobs to the end, printing each outcome."""
+def _run_here(
+    executor: Executor, client: MlflowClient, jobs: list[CellJob], started: float, resume: str
+) -> int:
+    """The local and debug executors: run the jobs to the end, printing each cell's progress
+    and outcome; stopped by SIGINT or SIGTERM, one line on what was stopped and how to resume
+    (exit status 130, as a shell reports Ctrl-C)."""
     if not jobs:
         return 0
     submissions = executor.submit(client, jobs, _progress_printer(started))
+    if executor.stopped_by:
+        killed = sum(s.state == "killed" for s in submissions)
+        waiting = sum(s.state == "pending" for s in submissions)
+        print(
+            f"{executor.stopped_by}: {killed} running cells killed (round checkpoints kept), "
+            f"{waiting} not started; resume with: {resume}",
+            flush=True,
+        )
+        return 130
     failed = [s for s in submissions if s.state != "finished"]
     elapsed = time.perf_counter() - started
     print(f"ran {len(submissions)} cells in {elapsed:.0f}s, {len(failed)} failed")
@@ -268,13 +293,18 @@ def _job_range(submissions: list[Submission]) -> str:
 
 
 def _progress_printer(started: float):
-    def report(submission) -> None:
+    """What the local and debug executors report: a cell's progress lines (started, with its
+    log; each round's end) and its outcome (with the error and log if it failed)."""
+    from benchmark.executors.base import CellProgress
+
+    def report(event: Submission | CellProgress) -> None:
         elapsed = time.perf_counter() - started
-        suffix = f"\n{submission.error}" if submission.error else ""
-        print(
-            f"  [{elapsed:6.0f}s] {submission.state:8s} {submission.cell.run_name}{suffix}",
-            flush=True,
-        )
+        if isinstance(event, CellProgress):
+            print(f"  [{elapsed:6.0f}s] {event.cell.run_name}: {event.message}", flush=True)
+            return
+        log = f"  log: {event.log_path}" if event.error and event.log_path else ""
+        suffix = f"{log}\n{event.error}" if event.error else ""
+        print(f"  [{elapsed:6.0f}s] {event.state:8s} {event.cell.run_name}{suffix}", flush=True)
 
     return report
 

@@ -1,4 +1,5 @@
-"""Where each cell of a grid stands: pending, running, finished or failed, with job and log.
+"""Where each cell of a grid stands: pending, running, finished, failed or killed, with job and
+log.
 
 Two sources are combined: the cell's current MLflow run (:func:`benchmark.tracking.current_runs`:
 its ``state`` tag, and the ``job_id``, ``log_path``, ``host``, ``pid`` and ``driver`` tags) and
@@ -12,6 +13,7 @@ run state              job or process                  status
 no run                 -                               pending (never submitted)
 finished               -                               finished
 failed                 -                               failed (the error's last line)
+killed                 -                               killed (stopped by a signal: resumable)
 pending or running     queued, requeued, held          pending (live)
 pending or running     running                         running (live)
 pending or running     ended, gone or cancelled        failed (what happened to the job)
@@ -31,7 +33,13 @@ from typing import TYPE_CHECKING
 from benchmark.executors.base import CELL_STATES, Executor, Liveness
 from benchmark.executors.registry import EXECUTOR_CLASSES
 from benchmark.executors.slurm import job_states as slurm_job_states
-from benchmark.tracking import STATE_FAILED, STATE_FINISHED, current_runs, run_state
+from benchmark.tracking import (
+    STATE_FAILED,
+    STATE_FINISHED,
+    STATE_KILLED,
+    current_runs,
+    run_state,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -49,7 +57,7 @@ __all__ = [
 ]
 
 STATES = CELL_STATES
-_ENDED = (STATE_FINISHED, STATE_FAILED)  # run states after which the job no longer matters
+_ENDED = (STATE_FINISHED, STATE_FAILED, STATE_KILLED)  # after these, the job no longer matters
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,9 @@ def _status(cell: Cell, run: Run | None, alive: dict[str, Liveness]) -> CellStat
         found = Liveness("finished", False, f"attempts: {tags.get('attempts', '1')}")
     elif state == STATE_FAILED:
         found = Liveness("failed", False, tags.get("error", "failed"))
+    elif state == STATE_KILLED:
+        stopped = tags.get("stopped", "stopped")
+        found = Liveness("killed", False, f"{stopped}; run resumes it from its round checkpoint")
     else:
         found = alive[run.info.run_id]
     return CellStatus(cell, found.state, run, job_id, log_path, found.live, found.detail)

@@ -69,6 +69,7 @@ STATE_RUNNING = "running"
 STATE_FINISHED = "finished"
 STATE_FAILED = "failed"
 STATE_SUPERSEDED = "superseded"
+STATE_KILLED = "killed"
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "mlflow", "asvp-bench")
 ENV_TAG_PREFIX = "env."
@@ -399,6 +400,13 @@ class CellLogger:
         self.client.set_tag(self.run_id, "error", details.strip().splitlines()[-1][:4000])
         self.client.set_terminated(self.run_id, status="FAILED")
         self.log_environment()
+
+    def killed(self, reason: str) -> None:
+        """Mark the run killed (stopped by a signal: Ctrl-C, SIGTERM), with ``reason`` in the
+        ``stopped`` tag. Not finished: the next ``run`` resumes it from its round checkpoint."""
+        tags = {"state": STATE_KILLED, "stopped": reason}
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(self.run_id, status="KILLED")
 
 
 def _logged_attempts(client: MlflowClient, run_id: str) -> list[dict[str, object]]:

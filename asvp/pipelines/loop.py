@@ -48,6 +48,7 @@ from asvp.pipelines.records import (
 )
 from asvp.pipelines.registry import get_pipeline
 from asvp.pipelines.selection import Selection
+from asvp.progress import announce
 from asvp.strategies.replay import REPLAY, replayed_order
 from asvp.timing import PhaseTimer
 from asvp.trigger import FeatureUpdateRule, UpdateDecision
@@ -74,6 +75,7 @@ class CellRunner:
         self.store = feature_store
         self.device = torch.device(device)
         self.timer = PhaseTimer(self.device)
+        announce(f"loading {config.dataset} and {config.backbone} on {self.device}")
         self.split: Split = load_dataset(
             config.dataset,
             root=config.data_root,
@@ -100,12 +102,16 @@ class CellRunner:
         # Features: the frozen backbone's pool features, when the proxy or the strategy reads
         # them (through the store: extracted once per grid, charged to every cell)
         if self.pipeline.uses_pretrained_features or "features" in self.inputs:
+            announce("pool features of the pre-trained backbone (feature store or extraction)")
             self._pretrained_features()
         # Resume: the rounds an earlier attempt saved (and hand over what it could not), or a
         # fresh start at the initial labelled set
         result = self._result = self._restore()
         if result.resumed_rounds:
             self.timer.take()  # the restored rounds already hold the extraction's seconds
+            announce(f"resumed after round {result.resumed_rounds} (round checkpoint)")
+        budgets = ", ".join(str(budget) for budget in self.budgets)
+        announce(f"{len(self.budgets)} rounds at budgets {budgets}")
         labeled = np.asarray(result.labeled_order, dtype=np.int64)
         self.log.deliver(result.rounds)
         for round_index in range(result.resumed_rounds, len(self.budgets)):
@@ -151,6 +157,7 @@ class CellRunner:
             result.rounds.append(record)
             result.labeled_order.extend(selected.tolist())
             self.log.save()
+            announce(record.summary(len(self.budgets)))
             self.log.deliver(result.rounds)
         # End: every round handed over (or raise), this cell's re-extractions removed
         self.log.deliver(result.rounds, final=True)

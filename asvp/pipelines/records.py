@@ -55,6 +55,15 @@ class RoundRecord:
             fields["discrepancy"] = SelectionDiscrepancy(**fields["discrepancy"])
         return cls(**fields)
 
+    def summary(self, rounds: int) -> str:
+        """One line on the round for a progress log: budget, accuracy and seconds (of
+        ``rounds`` in the cell)."""
+        return (
+            f"round {self.round + 1}/{rounds} done: {self.labels} labels, "
+            f"test accuracy {self.test_acc:.4f}, {sum(self.seconds.values()):.1f} s "
+            f"({self.train_method})"
+        )
+
 
 @dataclass
 class CellResult:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CELL_STATES",
     "EXECUTOR_KINDS",
+    "CellProgress",
     "Executor",
     "ExecutorKind",
     "LaunchError",
@@ -67,7 +68,9 @@ class Problem:
 class Submission:
     """One submitted cell: its run, its job (SLURM id; None for local and debug) and log, and
     its state when the executor returned (``finished``/``failed`` for the blocking local and
-    debug executors, ``pending`` for a queued SLURM job), with the error if it failed."""
+    debug executors, ``killed`` for a cell they stopped on a signal and ``pending`` for one
+    they did not start then; ``pending`` for a queued SLURM job), with the error if it failed
+    (what stopped it if killed)."""
 
     cell: Cell
     run_id: str
@@ -75,6 +78,15 @@ class Submission:
     log_path: str | None
     state: str
     error: str = ""
+
+
+@dataclass(frozen=True)
+class CellProgress:
+    """What a running cell says it is doing (started, a round's end, extraction progress): a
+    line it wrote with :data:`asvp.progress.PROGRESS_PREFIX`, without the prefix."""
+
+    cell: Cell
+    message: str
 
 
 @dataclass(frozen=True)
@@ -88,11 +100,14 @@ class Liveness:
 
 
 class Executor(ABC):
-    """Runs :class:`CellJob` s; ``report`` is called with each submission as it is known.
+    """Runs :class:`CellJob` s; ``report`` is called with each submission as it is known and,
+    by the executors that run cells themselves, with each :class:`CellProgress`.
 
     ``scheduler`` names the batch system a queueing executor hands cells to (``submit``
     returns once they are queued); None means the executor runs the cells itself and
-    ``submit`` returns when they are done.
+    ``submit`` returns when they are done, or when SIGINT or SIGTERM stopped it: then
+    ``stopped_by`` says so (``stopped by SIGINT``), its running cells are ``killed`` and the
+    others ``pending`` (:mod:`benchmark.executors.stopping`).
     """
 
     kind: ClassVar[str]
@@ -101,10 +116,14 @@ class Executor(ABC):
     def __init__(self, grid: Grid, settings: ExecutorSettings) -> None:
         self.grid = grid
         self.settings = settings
+        self.stopped_by: str | None = None
 
     @abstractmethod
     def submit(
-        self, client: MlflowClient, jobs: list[CellJob], report: Callable[[Submission], None]
+        self,
+        client: MlflowClient,
+        jobs: list[CellJob],
+        report: Callable[[Submission | CellProgress], None],
     ) -> list[Submission]: ...
 
     # ----------------------------------------------------------------------------------------

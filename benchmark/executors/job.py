@@ -17,7 +17,7 @@ import fcntl
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +29,13 @@ import torch
 from asvp.checkpoint import RoundCheckpoint
 from asvp.features import FeatureStore
 from asvp.pipelines import run_cell
+from asvp.progress import announce
+from benchmark.executors.stopping import CellInterrupted, interruptible
 from benchmark.tracking import (
     STATE_FAILED,
     STATE_FINISHED,
+    STATE_KILLED,
+    STATE_PENDING,
     CellLogger,
     connect,
     experiment_id,
@@ -90,10 +94,14 @@ class CellJob:
         device = device_kind()
         logger = CellLogger(client, self.grid_name, self.run_id, device)
         checkpoint = RoundCheckpoint(self.checkpoint_dir, identity=self.run_id)
+        announce(f"started (attempt {logger.attempt})")
         try:
             store = FeatureStore(self.feature_store)
             result = run_cell(self.cell.config, store, device, logger.log_round, checkpoint)
             logger.finish(result)
+        except CellInterrupted as stop:  # Ctrl-C or SIGTERM: resumable, not failed
+            _record_stop(logger, str(stop))
+            raise
         except Exception:
             _record_failure(logger, traceback.format_exc())
             raise
@@ -116,11 +124,25 @@ def _record_failure(logger: CellLogger, details: str) -> None:
         print(f"could not record the failure in MLflow: {error!r}", file=sys.stderr, flush=True)
 
 
-def run_here(job: CellJob) -> tuple[str, str]:
-    """Run a job in this process: its state and, if it failed, the traceback (already in
-    MLflow)."""
+def _record_stop(logger: CellLogger, reason: str) -> None:
+    """Mark the run killed; if even that cannot be recorded, say so in the job's log."""
     try:
-        job()
+        logger.killed(reason)
+    except Exception as error:  # noqa: BLE001  (the stop itself is re-raised by the caller)
+        print(f"could not record the stop in MLflow: {error!r}", file=sys.stderr, flush=True)
+
+
+def run_here(job: CellJob, cancelled: Callable[[], bool] = lambda: False) -> tuple[str, str]:
+    """Run a job in this process: its state and, if it failed, the traceback (already in
+    MLflow); SIGINT or SIGTERM stop it at once (state ``killed``, and what stopped it). Not
+    started (state ``pending``) if ``cancelled()``, asked once those signals would stop it."""
+    try:
+        with interruptible():
+            if cancelled():
+                return STATE_PENDING, ""
+            job()
+    except CellInterrupted as stop:
+        return STATE_KILLED, str(stop)
     except Exception:  # noqa: BLE001  (recorded in the run and returned, never swallowed)
         return STATE_FAILED, traceback.format_exc()
     return STATE_FINISHED, ""

@@ -12,5 +12,6 @@ ExecutorKind = Literal["debug", "local", "slurm"]
 
 EXECUTOR_KINDS: tuple[str, ...] = get_args(ExecutorKind)
 
-CELL_STATES = ("pending", "running", "finished", "failed")
-"""Where a cell can stand (``asvp-bench status``)."""
+CELL_STATES = ("pending", "running", "finished", "failed", "killed")
+"""Where a cell can stand (``asvp-bench status``); ``killed``: stopped by a signal (Ctrl-C,
+SIGTERM) with its round checkpoint kept, resumed by the next ``run``."""

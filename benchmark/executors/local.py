@@ -6,25 +6,43 @@ results do not depend on how many run beside it; ``max_parallel x compute.thread
 cores only slows the cells down. A cell's output goes to
 ``<state_dir>/<grid>/logs/<run key>.log``; a worker that dies (killed, out of memory) fails its
 cell instead of stopping the grid.
+
+The driver never blocks for long: it waits for a cell to end at most :data:`POLL_SECONDS` at a
+time, and in between passes on the progress lines the running cells wrote to their logs
+(:mod:`asvp.progress`, read from where it last stopped in each log). On SIGINT or SIGTERM
+(:mod:`benchmark.executors.stopping`) it starts no more cells, cancels the queued ones and
+sends SIGTERM to its workers: a worker stops its cell (recorded as killed, its round checkpoint
+kept) and returns. Workers ignore SIGINT themselves, so a terminal's Ctrl-C, which reaches the
+whole process group, and ``kill -INT`` of the driver alone end alike.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from multiprocessing.synchronize import Event
+from types import FrameType
 from typing import TYPE_CHECKING
 
-from benchmark.executors.base import Executor, Submission
+from asvp.progress import progress_message
+from benchmark.executors.base import CellProgress, Executor, Submission
 from benchmark.executors.job import CellJob, cpu_count, run_here
-from benchmark.tracking import STATE_FAILED, record_submission
+from benchmark.executors.stopping import stop_requests
+from benchmark.tracking import STATE_FAILED, STATE_KILLED, STATE_PENDING, record_submission
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+POLL_SECONDS = 1.0
+"""The longest the driver waits before looking at the logs and for a stop signal again."""
+
+_stopping: Event | None = None  # a worker's: set by the driver when it stops the grid
 
 
 class LocalExecutor(Executor):
@@ -36,30 +54,113 @@ class LocalExecutor(Executor):
         return max(1, min(self.settings.max_parallel or cpu_count(), jobs or 1))
 
     def submit(
-        self, client: MlflowClient, jobs: list[CellJob], report: Callable[[Submission], None]
+        self,
+        client: MlflowClient,
+        jobs: list[CellJob],
+        report: Callable[[Submission | CellProgress], None],
     ) -> list[Submission]:
         logs = self.grid.cell_state_dir.resolve() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        paths = {job.run_id: str(logs / f"{job.cell.run_key}.log") for job in jobs}
+        tails = {job.run_id: _LogTail(str(logs / f"{job.cell.run_key}.log")) for job in jobs}
         for job in jobs:
-            record_submission(client, job.run_id, self.kind, None, paths[job.run_id])
+            record_submission(client, job.run_id, self.kind, None, tails[job.run_id].path)
         submissions = []
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self._parallel(len(jobs)), mp_context=context) as pool:
-            futures = {pool.submit(_run_logged, job, paths[job.run_id]): job for job in jobs}
-            for future in as_completed(futures):
-                job = futures[future]
-                state, error = _worker_result(future)
-                log = paths[job.run_id]
-                submissions.append(Submission(job.cell, job.run_id, None, log, state, error))
-                report(submissions[-1])
+        stop = context.Event()
+        with (
+            stop_requests() as requests,
+            ProcessPoolExecutor(
+                self._parallel(len(jobs)),
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(stop,),
+            ) as pool,
+        ):
+            futures = {pool.submit(_run_logged, job, tails[job.run_id].path): job for job in jobs}
+            waiting = set(futures)
+            while waiting:
+                done, waiting = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                if (requests.signal_name or stop.is_set()) and not self.stopped_by:
+                    self.stopped_by = f"stopped by {requests.signal_name or 'a signal to a cell'}"
+                    _stop_workers(stop, waiting)
+                for future in (*done, *waiting):
+                    job = futures[future]
+                    for message in tails[job.run_id].messages():
+                        report(CellProgress(job.cell, message))
+                for future in done:
+                    job = futures[future]
+                    state, error = _worker_result(future)
+                    log = tails[job.run_id].path
+                    submissions.append(Submission(job.cell, job.run_id, None, log, state, error))
+                    if state != STATE_PENDING and (state != STATE_KILLED or not self.stopped_by):
+                        report(submissions[-1])
         return submissions
 
 
+def _stop_workers(stop: Event, waiting: set[Future]) -> None:
+    """Start no more cells, and stop the running ones (SIGTERM to every worker)."""
+    stop.set()  # first: a worker that picks a queued job now leaves it
+    for future in waiting:
+        future.cancel()  # those not handed to a worker yet
+    for worker in multiprocessing.active_children():
+        os.kill(worker.pid, signal.SIGTERM)
+
+
+def _start_worker(stop: Event) -> None:
+    """A worker's start: SIGINT is the driver's to act on; SIGTERM stops a running cell
+    (:func:`run_here`) and, between cells, ends the worker unless the driver is stopping the
+    grid (then the pool ends it in order)."""
+    global _stopping
+    _stopping = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate_idle)
+
+
+def _terminate_idle(signum: int, frame: FrameType | None) -> None:
+    if _stopping is not None and _stopping.is_set():
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def _run_logged(job: CellJob, log_path: str) -> tuple[str, str]:
-    """A local worker's unit of work: the job with its output appended to its log file."""
+    """A local worker's unit of work: the job with its output appended to its log file; none
+    (state ``pending``) once the driver is stopping the grid. A cell killed by a signal stops
+    the grid: this worker and the others start no other cell."""
+    stopping = _stopping.is_set if _stopping is not None else lambda: False
+    if stopping():  # asked again under the cell's signal handlers (run_here)
+        return STATE_PENDING, ""
     with _output_to(log_path):
-        return run_here(job)
+        state, error = run_here(job, cancelled=stopping)
+    if state == STATE_KILLED and _stopping is not None:
+        _stopping.set()
+    return state, error
+
+
+class _LogTail:
+    """The progress lines a log gained since last asked (from its size when made: an earlier
+    attempt's lines are not repeated)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = os.path.getsize(path) if os.path.exists(path) else 0
+        self.partial = b""
+
+    def messages(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        found = (progress_message(line.decode(errors="replace")) for line in lines)
+        return [self._with_log(message) for message in found if message is not None]
+
+    def _with_log(self, message: str) -> str:
+        """The message, and where the log is on a cell's first (``started``)."""
+        return f"{message}, log: {self.path}" if message.startswith("started") else message
 
 
 @contextmanager
@@ -84,8 +185,10 @@ def _output_to(path: str) -> Iterator[None]:
 
 
 def _worker_result(future: Future) -> tuple[str, str]:
-    """A local worker's result; a worker that died (killed, out of memory) fails its cell
-    instead of stopping the grid."""
+    """A local worker's result (``pending`` if it was cancelled before it started); a worker
+    that died (killed, out of memory) fails its cell instead of stopping the grid."""
+    if future.cancelled():
+        return STATE_PENDING, ""
     try:
         return future.result()
     except Exception as error:  # noqa: BLE001  (reported with its traceback, never swallowed)

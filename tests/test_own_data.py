@@ -241,3 +241,38 @@ def test_tables_and_figures_have_a_row_and_a_file_per_label(tmp_path, capsys):
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"accuracy_flowers.png", "accuracy_parts.png"} <= figures
     assert not any("imagefolder" in name for name in figures)
+
+
+def test_a_run_of_two_own_datasets_records_each_under_its_label(tmp_path):
+    """``asvp-bench run`` (debug executor) on two tiny folders, one split by test_fraction."""
+    data = tmp_path / "data"
+    write_image_folder(data / "flowers" / "train", ["a", "b", "c"], 6, size=(16, 16), seed=1)
+    write_image_folder(data / "flowers" / "val", ["a", "b", "c"], 2, size=(16, 16), seed=2)
+    write_image_folder(data / "parts", ["x", "y"], 8, size=(16, 16), seed=3)
+    text = entry(entry(GRID, "budgets: [4, 8]", "budgets: [3, 6]"), "seeds: [0, 1]", "seeds: [0]")
+    text = entry(text, "{{kind: local}}", "{{kind: debug}}\nproxy: {{epochs: 2}}")
+    text += "feature_store: {root}/../store/features\nstate_dir: {root}/../store/state\n"
+    path = grid_file(tmp_path, text)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["run", str(path), "--tracking-uri", uri]) == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("own")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == [
+        "random-ft/random/s0 · flowers",
+        "random-ft/random/s0 · parts",
+        "svpp-ft/margin/s0 · flowers",
+        "svpp-ft/margin/s0 · parts",
+    ]
+    for name, run in runs.items():
+        assert run.data.tags["state"] == "finished"
+        assert run.data.tags["dataset_label"] == name.split(" · ")[1]
+        held_out = [a.path for a in client.list_artifacts(run.info.run_id, "dataset")]
+        assert held_out == (["dataset/imagefolder_test_rows.npy"] if "parts" in name else [])
+    labels = np.repeat([0, 1], 8)
+    rows = held_out_rows(labels, 0.25, 0)
+    local = client.download_artifacts(
+        runs["svpp-ft/margin/s0 · parts"].info.run_id, "dataset/imagefolder_test_rows.npy", tmp_path
+    )
+    assert np.array_equal(np.load(local), rows)

@@ -41,7 +41,9 @@ def test_an_existing_experiment_is_tagged_when_a_grid_uses_it(client, before):
     assert len(client.search_experiments(filter_string="name = 'older'")) == 1
 
 
-@pytest.mark.parametrize("grid_file", ["demo.yaml", "strategies.yaml", "own-data.yaml"])
+@pytest.mark.parametrize(
+    "grid_file", ["demo.yaml", "strategies.yaml", "table2.yaml", "own-data.yaml"]
+)
 def test_run_names_lead_with_pipeline_strategy_seed_and_are_unique(grid_file):
     cells = expand_cells(load_grid(EXPERIMENTS / grid_file))
     names = [cell.run_name for cell in cells]

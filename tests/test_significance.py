@@ -180,5 +180,5 @@ def test_no_interval_when_a_seed_never_reached():
     summaries.loc[standard & (summaries["seed"] == 2).to_numpy(), "ssr"] = math.nan
     rows = table2(summaries).rows.set_index(["pipeline", "strategy"])
     cell = rows.loc[("standard-ft", "margin"), "SSR"]
-    assert cell.endswith("(mean ± std over the 2 of 3 seeds that reached a*)")
+    assert cell.endswith("(over the 2 of 3 seeds that reached a*)")
     assert "[" not in cell and "±" in cell

@@ -194,7 +194,7 @@ def _fmt(
 
     When only k of the N seeds have a value (``reach``: the k that reached a*), it says so in
     words that cannot be read as zero variance: ``(1 of 2 seeds reached a*; no spread)``, or
-    ``(mean ± std over the k of N seeds that reached a*)``, and gives no interval (an interval
+    ``mean ± std (over the k of N seeds that reached a*)``, and gives no interval (an interval
     of the seeds that reached would flatter the row)."""
     mean, std, count = mean_std(values)
     if count == 0:
@@ -210,7 +210,7 @@ def _fmt(
     which = "reached a*" if reach else "have a value"
     if count == 1:
         return f"{text} (1 of {total} seeds {which}; no spread)"
-    return f"{text} (mean ± std over the {count} of {total} seeds that {which})"
+    return f"{text} (over the {count} of {total} seeds that {which})"
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def cost_figure(summaries: pd.DataFrame, dataset: str, style: FigureStyle | None
         else:
             notes.append(
                 f"No equal-total-cost lines: the training costs span {ratio:.2%} of the "
-                "labelling costs' range, so total cost ≈ labelling cost (x)\nand the lines "
+                "labelling costs' range, so total cost ≈ labelling cost (x) and the lines "
                 "would all be vertical; the y axis is zoomed to the training costs."
             )
     ax.grid(False, axis="x")  # vertical grid lines would read as iso-cost lines

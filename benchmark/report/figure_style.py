@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -107,10 +108,16 @@ def panels(count: int, width: float, height: float, legend_width: float) -> tupl
     return figure, list(axes.flat[:count])
 
 
+_NOTE_CHARS_PER_INCH = 13  # footnote characters per inch of figure width (fontsize 8)
+
+
 def footnote(figure: Figure, lines: list[str]) -> None:
-    """Text under the figure (kept in the PNG by ``bbox_inches="tight"``)."""
-    if lines:
-        figure.text(0.01, -0.01, "\n".join(lines), ha="left", va="top", fontsize=8, color="0.25")
+    """Text under the figure (kept in the PNG by ``bbox_inches="tight"``), each line wrapped
+    to the figure's width so a long note does not widen the PNG."""
+    width = int(figure.get_figwidth() * _NOTE_CHARS_PER_INCH)
+    wrapped = [part for line in lines for part in textwrap.wrap(line, width) or [""]]
+    if wrapped:
+        figure.text(0.01, -0.01, "\n".join(wrapped), ha="left", va="top", fontsize=8, color="0.25")
 
 
 def sectioned_legend(

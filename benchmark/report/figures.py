@@ -23,7 +23,6 @@ shared look (:class:`FigureStyle`, the theme, legends) is in
 
 from __future__ import annotations
 
-import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,8 +144,7 @@ def accuracy_figure(
     figure.suptitle(title, x=0.01, ha="left")
     methods = {c.cell.config.train_method for c in mine if c.cell.config.pipeline != FULL_DATA}
     if methods & set(LP_FT_METHODS) and methods - set(LP_FT_METHODS):
-        width = int(figure.get_figwidth() * _NOTE_CHARS_PER_INCH)
-        footnote(figure, textwrap.wrap(FIRST_BUDGET_NOTE, width))
+        footnote(figure, [FIRST_BUDGET_NOTE])
     return figure
 
 
@@ -156,8 +154,6 @@ FIRST_BUDGET_NOTE = (
     "evaluate that set differently, not because of anything they selected."
 )
 """The accuracy figure's note when it holds both LP-FT-evaluating and FT pipelines."""
-
-_NOTE_CHARS_PER_INCH = 13  # footnote characters per inch of figure width (fontsize 8)
 
 
 def _clipped_sd(values: pd.Series) -> tuple[float, float]:

@@ -120,10 +120,10 @@ def _strategies() -> list[dict[str, Any]]:
 
 def _datasets() -> list[dict[str, Any]]:
     from asvp.data import available_datasets
-    from asvp.data.base import _registered  # the declarations have no public accessor yet
+    from asvp.data.base import registered_dataset
 
     def entry(name: str) -> dict[str, Any]:
-        registered = _registered(name)
+        registered = registered_dataset(name)
         return {
             "name": name,
             "description": _summary(registered.loader),

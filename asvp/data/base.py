@@ -144,7 +144,10 @@ CrossCheck = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class _Registered:
+class RegisteredDataset:
+    """What :func:`register_dataset` recorded for a name: the loader, whether it reads files
+    under the data root, its declared options, their cross-check and its images."""
+
     loader: Callable[..., Split]
     needs_root: bool
     options: dict[str, Option]
@@ -152,7 +155,7 @@ class _Registered:
     images: DatasetImages
 
 
-_REGISTRY: dict[str, _Registered] = {}
+_REGISTRY: dict[str, RegisteredDataset] = {}
 _ROOT_PARAMETERS = ("root", "download")
 
 
@@ -182,7 +185,7 @@ def register_dataset(
                 f"dataset {name!r}: the loader takes {positional} before its keyword-only "
                 f"options; expected {expected}"
             )
-        _REGISTRY[name] = _Registered(
+        _REGISTRY[name] = RegisteredDataset(
             loader, needs_root, declared_options(loader), cross_check, images
         )
         return loader
@@ -196,12 +199,12 @@ def available_datasets() -> list[str]:
 
 def dataset_images(name: str) -> DatasetImages:
     """What the named dataset declared about its images (:class:`DatasetImages`)."""
-    return _registered(name).images
+    return registered_dataset(name).images
 
 
 def dataset_needs_root(name: str) -> bool:
     """Whether the named dataset reads files under the data root."""
-    return _registered(name).needs_root
+    return registered_dataset(name).needs_root
 
 
 def resolve_data_root(root: str | os.PathLike | None) -> Path:
@@ -222,7 +225,7 @@ def check_dataset_options(name: str, options: Mapping[str, Any]) -> dict[str, An
     data. Raises ValueError (:class:`~asvp.options.OptionsError`) naming the dataset and, for
     each unknown, missing, mistyped or out-of-range option, its value and what is expected.
     """
-    registered = _registered(name)
+    registered = registered_dataset(name)
     owner = f"dataset {name!r}"
     try:
         checked = check_options(registered.options, options, owner)
@@ -262,7 +265,7 @@ def load_dataset(
     option (:func:`check_dataset_options`) and TypeError for a root or download flag of the
     wrong type.
     """
-    registered = _registered(name)
+    registered = registered_dataset(name)
     if not isinstance(download, bool):
         raise TypeError(f"dataset {name!r}: download={download!r}; expected true or false")
     checked = check_dataset_options(name, options)
@@ -273,7 +276,8 @@ def load_dataset(
     return registered.loader(root=resolve_data_root(root), download=download, **checked)
 
 
-def _registered(name: str) -> _Registered:
+def registered_dataset(name: str) -> RegisteredDataset:
+    """The registration of dataset ``name``; unknown names list the available ones."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
     return _REGISTRY[name]

@@ -76,7 +76,7 @@ def load_grid(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Gr
         grid = _validated(path, raw)
     except GridError as error:
         raise attribute_errors(error, parsed, path) from None
-    return _with_overrides(grid, tuple(overrides))
+    return dataclasses.replace(grid, overrides=tuple(overrides))
 
 
 def _validated(path: Path, raw: Any) -> Grid:
@@ -167,17 +167,6 @@ def _validated(path: Path, raw: Any) -> Grid:
         keep_updated_features=keep_updated,
         full_data=full_data,
     )
-
-
-def _with_overrides(grid: Grid, overrides: tuple[str, ...]) -> Grid:
-    """``grid`` recording the ``KEY=VALUE`` overrides it was loaded with, as given
-    (``grid.overrides``: the run records them as a tag).
-
-    Set on the frozen instance until :class:`~benchmark.grid.schema.Grid` declares the field
-    ``overrides: tuple[str, ...] = ()``; then this is ``dataclasses.replace``.
-    """
-    object.__setattr__(grid, "overrides", overrides)
-    return grid
 
 
 def check_trigger(check: Checker, section: TriggerConfig, key: str) -> None:

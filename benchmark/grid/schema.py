@@ -280,6 +280,7 @@ class Grid:
     keep_updated_features: bool = False
     full_data: bool = False
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    overrides: tuple[str, ...] = ()  # the command line's KEY=VALUE, as given (a run tag)
 
     @property
     def tracking_uri(self) -> str | None:

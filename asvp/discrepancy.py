@@ -10,7 +10,7 @@ labels). :func:`selection_discrepancy` counts those regions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,10 +34,6 @@ class SelectionDiscrepancy:
     proxy_only_proxy_correct: int
     model_only_proxy_correct: int
     overlap: float
-
-    def as_metrics(self) -> dict[str, float]:
-        """The counts as MLflow metrics, prefixed ``discrepancy_``."""
-        return {f"discrepancy_{name}": float(value) for name, value in asdict(self).items()}
 
 
 def selection_discrepancy(

@@ -47,7 +47,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,6 +61,7 @@ from mlflow.tracking import MlflowClient
 from asvp.environment import compute_environment, hardware_label, slurm_job_id
 from asvp.loading import MixedPrecision
 from asvp.pipelines import CellResult, RoundRecord
+from benchmark import metric_names as names
 from benchmark.compare import CellRun, RoundPicks
 from benchmark.grid import Cell
 
@@ -205,14 +206,22 @@ def supersede(client: MlflowClient, run_id: str, by: str) -> None:
 
 
 def open_run(
-    client: MlflowClient, grid_name: str, cell: Cell, current: Run | None, fresh: bool
+    client: MlflowClient,
+    grid_name: str,
+    cell: Cell,
+    current: Run | None,
+    fresh: bool,
+    overrides: Sequence[str] = (),
 ) -> str:
     """The id of the run a submission of ``cell`` logs into: its ``current`` run unless that is
     finished or ``fresh`` (``--force``) asks for a new one; a new run starts ``pending``. The
-    ``driver`` tag names the submitting process: a local cell is pending while it lives."""
+    ``driver`` tag names the submitting process: a local cell is pending while it lives. The
+    ``overrides`` tag holds the command line's ``KEY=VALUE`` overrides of this submission (those
+    of scientific values are in the run key and params already; executor ones only here)."""
     driver = f"{socket.gethostname()}:{os.getpid()}"
+    submission = {"driver": driver, "overrides": " ".join(overrides)}
     if current is not None and not fresh and run_state(current) != STATE_FINISHED:
-        client.set_tag(current.info.run_id, "driver", driver)
+        client.log_batch(current.info.run_id, tags=[RunTag(k, v) for k, v in submission.items()])
         return current.info.run_id
     config = cell.config
     run_id = client.create_run(
@@ -229,7 +238,7 @@ def open_run(
             "strategy": config.strategy,
             "seed": str(config.seed),
             "state": STATE_PENDING,
-            "driver": driver,
+            **submission,
             "mlflow.source.git.commit": git_commit(),
         },
     ).info.run_id
@@ -338,18 +347,19 @@ class CellLogger:
         self.log_environment()
         step = record.labels
         metrics = {
-            "test_acc": record.test_acc,
-            "sampling_seconds": record.sampling_seconds,
-            "evaluation_seconds": record.evaluation_seconds,
-            "feature_version": float(record.feature_version),
-            **{f"time_{phase}": seconds for phase, seconds in record.seconds.items()},
+            names.TEST_ACC: record.test_acc,
+            names.SAMPLING_SECONDS: record.sampling_seconds,
+            names.EVALUATION_SECONDS: record.evaluation_seconds,
+            names.FEATURE_VERSION: float(record.feature_version),
+            **{names.phase_seconds(phase): seconds for phase, seconds in record.seconds.items()},
         }
         if record.indicator is not None:
-            metrics["indicator_value"] = _finite(record.indicator.value)
-            metrics["indicator_reference"] = _finite(record.indicator.reference)
-            metrics["indicator_update"] = float(record.indicator.update)
+            metrics[names.INDICATOR_VALUE] = _finite(record.indicator.value)
+            metrics[names.INDICATOR_REFERENCE] = _finite(record.indicator.reference)
+            metrics[names.INDICATOR_UPDATE] = float(record.indicator.update)
         if record.discrepancy is not None:
-            metrics.update(record.discrepancy.as_metrics())
+            regions = dataclasses.asdict(record.discrepancy)
+            metrics.update({names.discrepancy(k): float(v) for k, v in regions.items()})
         stamp = record.finished_at_ms
         self.client.log_batch(
             self.run_id, metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()]

@@ -124,13 +124,15 @@ def synthetic_curves(
     return curves
 
 
-def record_finished_runs(client, grid) -> int:
+def record_finished_runs(client, grid, flat_names: bool = False) -> int:
     """Record a finished MLflow run for every cell of ``grid`` (without full-data cells) as a
     job would, through :func:`benchmark.tracking.open_run`: a synthetic curve that reaches the
     random baseline's accuracy in every seed, timings and, on proxy cells, discrepancy regions.
-    Returns the number of runs."""
+    ``flat_names``: under the metric names of runs logged before the sections
+    (:mod:`benchmark.metric_names`). Returns the number of runs."""
     from mlflow.entities import Metric
 
+    from benchmark import metric_names as names
     from benchmark.grid import expand_cells
     from benchmark.tracking import open_run
 
@@ -145,21 +147,24 @@ def record_finished_runs(client, grid) -> int:
         metrics = []
         for i, labels in enumerate(config.budgets):
             values = {
-                "test_acc": float(acc[i]),
-                "sampling_seconds": 0.0 if config.pipeline == "random" else 30.0 * (i + 1),
-                "evaluation_seconds": 20.0,
+                names.TEST_ACC: float(acc[i]),
+                names.SAMPLING_SECONDS: 0.0 if config.pipeline == "random" else 30.0 * (i + 1),
+                names.EVALUATION_SECONDS: 20.0,
             }
             if config.pipeline in ("svpp", "asvp") and i < len(config.budgets) - 1:
                 batch = config.budgets[i + 1] - labels
-                values |= {
-                    "discrepancy_both": batch // 2,
-                    "discrepancy_proxy_only": batch - batch // 2,
-                    "discrepancy_model_only": batch - batch // 2,
-                    "discrepancy_both_proxy_correct": 1,
-                    "discrepancy_proxy_only_proxy_correct": 2,
-                    "discrepancy_model_only_proxy_correct": 0,
-                    "discrepancy_overlap": (batch // 2) / batch,
+                regions = {
+                    "both": batch // 2,
+                    "proxy_only": batch - batch // 2,
+                    "model_only": batch - batch // 2,
+                    "both_proxy_correct": 1,
+                    "proxy_only_proxy_correct": 2,
+                    "model_only_proxy_correct": 0,
+                    "overlap": (batch // 2) / batch,
                 }
+                values |= {names.discrepancy(k): v for k, v in regions.items()}
+            if flat_names:
+                values = {names.flat_name(k): v for k, v in values.items()}
             metrics += [Metric(k, float(v), 1000 + i, labels) for k, v in values.items()]
         client.log_batch(run_id, metrics=metrics)
         client.set_tag(run_id, "device", "cpu")

@@ -64,7 +64,7 @@ def test_every_cell_has_one_finished_run_with_its_curve(finished_grid):
         history = client.get_metric_history(run_id, "test_acc")
         assert sorted(m.step for m in history) == [10, 20, 30]
         assert all(0.0 <= m.value <= 1.0 for m in history)
-        assert client.get_metric_history(run_id, "time_finetune")
+        assert client.get_metric_history(run_id, "time/finetune_seconds")
         first_round = mlflow.artifacts.load_dict(f"runs:/{run_id}/rounds/round_000.json")
         assert len(first_round["selected"]) == 10
         order = mlflow.artifacts.load_dict(f"runs:/{run_id}/labeled_order.json")
@@ -75,9 +75,9 @@ def test_the_asvp_cell_updated_its_features(finished_grid):
     runs = _runs(finished_grid[1])
     (asvp_id,) = runs.loc[runs["tags.pipeline"] == "asvp", "run_id"]
     client = MlflowClient()
-    updates = {m.step: m.value for m in client.get_metric_history(asvp_id, "indicator_update")}
+    updates = {m.step: m.value for m in client.get_metric_history(asvp_id, "indicator/update")}
     assert updates == {10: 1.0, 20: 0.0, 30: 0.0}
-    versions = {m.step: m.value for m in client.get_metric_history(asvp_id, "feature_version")}
+    versions = {m.step: m.value for m in client.get_metric_history(asvp_id, "features/version")}
     assert versions == {10: 1.0, 20: 1.0, 30: 1.0}
     assert client.get_run(asvp_id).data.tags["feature_updates_at"] == "[10]"
 
@@ -112,7 +112,7 @@ def test_proxy_cells_log_what_the_fine_tuned_model_would_select(finished_grid):
     assert len(first_round["model_selected"]) == 10
     both = len(set(first_round["model_selected"]) & set(first_round["selected"]))
     assert first_round["discrepancy"]["both"] == both
-    history = MlflowClient().get_metric_history(svpp_id, "discrepancy_overlap")
+    history = MlflowClient().get_metric_history(svpp_id, "discrepancy/overlap")
     overlap = {m.step: m.value for m in history}
     assert set(overlap) == {10, 20}
     assert overlap[10] == pytest.approx(both / 10)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from asvp.discrepancy import SelectionDiscrepancy
+from benchmark import metric_names as names
 from benchmark.grid import FULL_DATA, Cell, Grid
-from benchmark.tracking import HARDWARE_TAG, MlflowClient, finished_runs, metric_by_step
+from benchmark.tracking import HARDWARE_TAG, MlflowClient, Run, finished_runs, metric_by_step
 
 DISCREPANCY_FIELDS = tuple(f.name for f in dataclasses.fields(SelectionDiscrepancy))
 """The selection-discrepancy regions a proxy cell logs (``discrepancy_<field>`` metrics)."""
@@ -57,40 +58,37 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
     at (the pool size); it selects nothing, so a sampling time it did not log is 0, and an
     evaluation time it did not log is unknown (NaN).
     """
-    curves = []
     runs = finished_runs(client, grid.name)
-    for cell in cells:
-        run = runs.get(cell.run_key)
-        if run is None:
-            continue
-        run_id = run.info.run_id
-        acc = metric_by_step(client, run_id, "test_acc")
-        full = cell.config.pipeline == FULL_DATA
-        budgets = np.array(sorted(acc) if full else cell.config.budgets)
-        curves.append(
-            CellCurve(
-                cell=cell,
-                budgets=budgets,
-                acc=_at(acc, budgets, None),
-                sampling_seconds=_at(
-                    metric_by_step(client, run_id, "sampling_seconds"),
-                    budgets,
-                    0.0 if full else None,
-                ),
-                evaluation_seconds=_at(
-                    metric_by_step(client, run_id, "evaluation_seconds"),
-                    budgets,
-                    math.nan if full else None,
-                ),
-                device=run.data.tags.get("device", "cpu"),
-                updates_at=run.data.tags.get("feature_updates_at", ""),
-                discrepancy={
-                    name: metric_by_step(client, run_id, f"discrepancy_{name}")
-                    for name in DISCREPANCY_FIELDS
-                    if f"discrepancy_{name}" in run.data.metrics
-                },
-                run_id=run_id,
-                hardware=run.data.tags.get(HARDWARE_TAG, UNKNOWN_HARDWARE),
-            )
-        )
-    return curves
+    return [_curve(client, cell, runs[cell.run_key]) for cell in cells if cell.run_key in runs]
+
+
+def _curve(client: MlflowClient, cell: Cell, run: Run) -> CellCurve:
+    """One finished run's curve; metric names as the run logged them (:mod:`.metric_names`)."""
+    run_id = run.info.run_id
+    logged = run.data.metrics
+
+    def history(name: str) -> dict[int, float]:
+        return metric_by_step(client, run_id, names.logged_name(name, logged))
+
+    acc = history(names.TEST_ACC)
+    full = cell.config.pipeline == FULL_DATA
+    budgets = np.array(sorted(acc) if full else cell.config.budgets)
+    regions = {field: names.discrepancy(field) for field in DISCREPANCY_FIELDS}
+    return CellCurve(
+        cell=cell,
+        budgets=budgets,
+        acc=_at(acc, budgets, None),
+        sampling_seconds=_at(history(names.SAMPLING_SECONDS), budgets, 0.0 if full else None),
+        evaluation_seconds=_at(
+            history(names.EVALUATION_SECONDS), budgets, math.nan if full else None
+        ),
+        device=run.data.tags.get("device", "cpu"),
+        updates_at=run.data.tags.get("feature_updates_at", ""),
+        discrepancy={
+            field: history(name)
+            for field, name in regions.items()
+            if names.logged_name(name, logged) in logged
+        },
+        run_id=run_id,
+        hardware=run.data.tags.get(HARDWARE_TAG, UNKNOWN_HARDWARE),
+    )

@@ -1,0 +1,57 @@
+"""The names a cell's per-round metrics have in MLflow, grouped so that its UI reads right.
+
+MLflow's chart view shows unprefixed metrics first ("Model metrics") and puts every
+``<section>/<name>`` into a collapsible section of its own, in alphabetical order within each.
+So ``test_acc``, the curve every comparison is about, stands alone at the top; the wall seconds
+(``time/``), the feature version and ASVP's indicator (``features/``, ``indicator/``) and the
+selection-discrepancy counts (``discrepancy/``) each have a section; the report's one-point
+summaries are under ``summary/`` (:func:`benchmark.report.summary.log_summaries`). All are
+stepped by labels used.
+
+Runs logged before this layout have flat names (``sampling_seconds``, ``time_<phase>``,
+``feature_version``, ``indicator_value``, ``discrepancy_<name>``); :func:`logged_name` finds
+what a run holds, so reports of older stores still read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+TEST_ACC = "test_acc"
+SAMPLING_SECONDS = "time/sampling_seconds"
+EVALUATION_SECONDS = "time/evaluation_seconds"
+FEATURE_VERSION = "features/version"
+INDICATOR_VALUE = "indicator/value"
+INDICATOR_REFERENCE = "indicator/reference"
+INDICATOR_UPDATE = "indicator/update"
+
+
+def phase_seconds(phase: str) -> str:
+    """The wall seconds of one phase of a round (``extract_features``, ``finetune``, ...)."""
+    return f"time/{phase}_seconds"
+
+
+def discrepancy(region: str) -> str:
+    """One field of :class:`asvp.discrepancy.SelectionDiscrepancy` (``both``, ``overlap``...)."""
+    return f"discrepancy/{region}"
+
+
+def flat_name(name: str) -> str:
+    """The flat name ``name`` had before the sections."""
+    section, _, rest = name.partition("/")
+    if section == "time" and rest in ("sampling_seconds", "evaluation_seconds"):
+        return rest
+    if section == "time":
+        return "time_" + rest.removesuffix("_seconds")
+    if section == "features":
+        return "feature_" + rest
+    return f"{section}_{rest}" if rest else name
+
+
+def logged_name(name: str, logged: Mapping[str, float]) -> str:
+    """``name`` as the run whose latest metrics are ``logged`` holds it: the sectioned name, or
+    the flat one of a run logged before the sections (``name`` itself if it holds neither)."""
+    if name in logged:
+        return name
+    legacy = flat_name(name)
+    return legacy if legacy in logged else name

@@ -12,10 +12,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from launching import checkpointed_rounds, cli, outcome, runs_of, write_grid
 from mlflow.tracking import MlflowClient
+
+from benchmark.cli import main
 
 BUDGETS = (10, 20, 30, 40, 50)
 TWO_AT_ONCE = "{kind: local, max_parallel: 2}"
@@ -110,3 +113,32 @@ def test_sigterm_to_the_driver_alone_stops_its_workers_cells(tmp_path):
         tmp_path, "terminated", uri, lambda driver: driver.send_signal(signal.SIGTERM)
     )
     _check_stopped(uri, "terminated", returncode, out, err, "SIGTERM")
+
+
+def test_ctrl_c_stops_the_debug_executor_in_its_own_process(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = write_grid(tmp_path, "inprocess", BUDGETS)
+
+    def press_ctrl_c_after_a_round():
+        deadline = time.monotonic() + 300
+        while max(checkpointed_rounds(tmp_path / "state"), default=0) < 1:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=press_ctrl_c_after_a_round, daemon=True)
+    watcher.start()
+    run = ["run", str(grid), "--executor", "debug", "--tracking-uri", uri]
+    assert main(run) == 130
+    watcher.join()
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("stopped by")]
+    assert line.startswith(
+        "stopped by SIGINT: 1 running cells killed (round checkpoints kept), 2 not"
+    )
+    runs = runs_of(uri, "inprocess")
+    (killed,) = runs.loc[runs["tags.state"] == "killed"]["status"]
+    assert killed == "KILLED"
+    assert sorted(runs["tags.state"]) == ["killed", "pending", "pending"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handlers restored"

@@ -2,9 +2,9 @@
 
 A :class:`CellJob` is picklable, and checkpointable in submitit's sense. On a timeout or
 preemption signal submitit calls its checkpoint hook and requeues it; whatever restarts it
-(that requeue, ``scontrol requeue``, a resubmission after a crash, a local rerun after SIGKILL)
-continues from the cell's round checkpoint (:mod:`asvp.checkpoint`) and logs into the same
-MLflow run.
+(that requeue, ``scontrol requeue``, a resubmission after a crash, a local rerun after SIGKILL
+or after Ctrl-C stopped it: :func:`run_here`) continues from the cell's round checkpoint
+(:mod:`asvp.checkpoint`) and logs into the same MLflow run.
 
 Before anything is submitted, :func:`prepare_jobs` opens each cell's run (reusing an
 unfinished one), so a job never creates a run and a cell never gets two;

@@ -18,6 +18,7 @@ whole process group, and ``kill -INT`` of the driver alone end alike.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 1.0
 """The longest the driver waits before looking at the logs and for a stop signal again."""
 
-_stopping: Event | None = None  # a worker's: set by the driver when it stops the grid
+_stopping: Event | None = None  # a worker's: set when the grid stops (by the driver or a worker)
 
 
 class LocalExecutor(Executor):
@@ -103,7 +104,8 @@ def _stop_workers(stop: Event, waiting: set[Future]) -> None:
     for future in waiting:
         future.cancel()  # those not handed to a worker yet
     for worker in multiprocessing.active_children():
-        os.kill(worker.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(worker.pid, signal.SIGTERM)
 
 
 def _start_worker(stop: Event) -> None:

@@ -12,8 +12,7 @@ load torchvision's own extension; where that works (a CUDA torch on a GPU machin
 torchvision is absent, it does nothing. Otherwise it defines the two operator schemas and a
 pure-PyTorch greedy NMS as the CPU kernel of ``nms``. Everything this project uses from
 torchvision (transforms, datasets, model definitions) is pure Python; ``torchvision.ops.nms``
-and ``torchvision.io`` stay unavailable on such a machine. Details:
-``../shared/notes/environment.md`` section 4, "Fix A".
+and ``torchvision.io`` stay unavailable on such a machine.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A cell killed at any point (SLURM preemption, a timeout, SIGKILL, a node crash) and started
 again continues from its last finished round and ends with exactly the selections and accuracy
-curve of an uninterrupted run (DESIGN.md, "Run identity, tracking, resume"). That is possible
+curve of an uninterrupted run (docs/design.md, "Run identity, tracking, resume"). That is possible
 because every random stream of a round is derived from the cell's seed and the round index
 (:func:`asvp.pipelines.derive_seed`): the only state carried from round to round is the ordered
 labelled set, the rounds' records, the ASVP indicator's state (its reference value and random

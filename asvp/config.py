@@ -3,7 +3,7 @@
 The harness (``benchmark/grid/``) derives the grid file's schema for these sections from the
 fields below (:func:`asvp.options.declared_options`), so each setting, its type, its allowed
 range and its default is written once. Defaults follow the official
-ImageNet scripts where they exist (``../shared/notes/official-code.md`` section 6); grid files
+ImageNet scripts where they exist (``docs/official-code.md`` section 6); grid files
 override them per experiment.
 """
 
@@ -25,7 +25,7 @@ Momentum = Annotated[float, Range(ge=0, lt=1)]
 Milestones = Annotated[tuple[int, ...], Range(ge=1), Increasing()]
 """Epochs or label counts in strictly increasing order, each >= 1."""
 TriggerRule = Literal["logme", "ped", "schedule", "never", "every"]
-"""The feature-update rules of :mod:`asvp.trigger` (``DESIGN.md``, "Indicator rules")."""
+"""The feature-update rules of :mod:`asvp.trigger` (``docs/design.md``, "Indicator rules")."""
 Augment = Literal["official", "none"]
 """``official``: the official code's training augmentation for the dataset and backbone
 (:func:`asvp.recipe.official_augmentation`); ``none``: training images get the test
@@ -92,7 +92,7 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class TriggerConfig:
-    """When ASVP replaces the proxy's features (DESIGN.md, "Indicator rules").
+    """When ASVP replaces the proxy's features (docs/design.md, "Indicator rules").
 
     ``rule``: ``logme`` (LogME of the labelled set's current features falls below ``fraction``
     x its value on the first round with these features, or below ``threshold``), ``ped`` (the
@@ -131,7 +131,7 @@ class ComputeConfig:
 
 @dataclass(frozen=True)
 class TransformConfig:
-    """How a cell's images become its backbone's inputs (``notes/official-code.md`` section 4).
+    """How a cell's images become its backbone's inputs (``docs/official-code.md`` section 4).
 
     ``augment`` chooses the training augmentation (:data:`Augment`). The other fields override
     what the backbone declares it was pre-trained with (its

@@ -1,6 +1,6 @@
 """Total cost of reaching an accuracy: labelling plus the compute that made the selections.
 
-DESIGN.md, "Metrics and costs". The paper's formulas are not public; these definitions are
+docs/design.md, "Metrics and costs". The paper's formulas are not public; these definitions are
 this project's, chosen to match the caption of its Figure 2. For a cell that needs ``n`` labels
 (fractional: read off its piecewise-linear accuracy curve):
 

@@ -1,7 +1,7 @@
 """What this process computes with: the CPU and the kernel level torch uses, thread counts, GPU,
 CUDA / cuDNN / driver versions, the deterministic settings in force, the host and SLURM job.
 
-Why (DESIGN.md, "Numbers that mean one thing"): floating-point kernels differ between CPU
+Why (docs/design.md, "Numbers that mean one thing"): floating-point kernels differ between CPU
 models, kernel levels (AVX2 vs AVX-512) and GPUs, and one different pick changes every later
 round, so the same run key can give different numbers on different hardware. Each run records
 what made it, so that a reader can tell a difference of method from a difference of machine.

@@ -2,7 +2,7 @@
 
 The paper's formulas are not public. The definitions here are the project's own, chosen to match
 the caption of the paper's Figure 2 ("to achieve the same accuracy as randomly selecting 400k
-samples"); ``DESIGN.md`` ("Metrics") states them and every table caption says so.
+samples"); ``docs/design.md`` ("Metrics") states them and every table caption says so.
 
 A curve is a pair ``(budgets, acc)``: cumulative label counts, strictly increasing, and the test
 accuracy measured at each. Between budgets a curve is piecewise linear; it is never extrapolated
@@ -65,7 +65,7 @@ def _interp(b: np.ndarray, v: np.ndarray, at: float, what: str) -> float:
 
 
 def accuracy_at(budgets: ArrayLike, acc: ArrayLike, budget: float) -> float:
-    """Accuracy of the piecewise-linear curve at ``budget`` (``DESIGN.md`` "Metrics").
+    """Accuracy of the piecewise-linear curve at ``budget`` (``docs/design.md`` "Metrics").
 
     Project definition (the paper's is not public). ``ValueError`` if ``budget`` lies outside
     ``[budgets[0], budgets[-1]]``: the curve is never extrapolated.
@@ -77,7 +77,7 @@ def accuracy_at(budgets: ArrayLike, acc: ArrayLike, budget: float) -> float:
 def budget_to_reach(budgets: ArrayLike, acc: ArrayLike, target: float) -> float:
     """The first budget at which the piecewise-linear curve reaches ``target`` accuracy.
 
-    Project definition (``DESIGN.md`` "Metrics"; the paper's is not public): ``budgets[0]`` if
+    Project definition (``docs/design.md`` "Metrics"; the paper's is not public): ``budgets[0]`` if
     ``acc[0] >= target`` (no extrapolation below the first budget); otherwise the point inside
     the first segment whose end reaches ``target``, by linear interpolation; NaN if the curve
     never reaches it.
@@ -102,7 +102,7 @@ def sample_saving_ratio(
     random_acc: ArrayLike,
     reference_budget: float | None = None,
 ) -> float:
-    """Sample-saving ratio of a curve against the random baseline (``DESIGN.md`` "Metrics").
+    """Sample-saving ratio of a curve against the random baseline (``docs/design.md`` "Metrics").
 
     Project definition (the paper's formula is not public): ``a*`` is the random curve
     (piecewise linear; pass the seed-mean) at the reference budget ``B``; ``n`` is
@@ -129,7 +129,7 @@ def sample_saving_ratio(
 def area_under_budget_curve(budgets: ArrayLike, acc: ArrayLike) -> float:
     """Normalised area under the curve: the trapezoidal area divided by the budget range.
 
-    Project definition (``DESIGN.md`` "Metrics"): the mean accuracy over
+    Project definition (``docs/design.md`` "Metrics"): the mean accuracy over
     ``[budgets[0], budgets[-1]]`` of the piecewise-linear curve; ``acc[0]`` for a single budget.
     """
     b, a = _curve(budgets, acc)
@@ -142,7 +142,7 @@ def area_under_budget_curve(budgets: ArrayLike, acc: ArrayLike) -> float:
 def interpolate_cumulative(budgets: ArrayLike, values: ArrayLike, at: float) -> float:
     """A cumulative quantity (e.g. compute-hours) interpolated linearly at budget ``at``.
 
-    Project definition (``DESIGN.md`` "Metrics": compute-hours between two budgets are
+    Project definition (``docs/design.md`` "Metrics": compute-hours between two budgets are
     interpolated linearly), used for costs at the fractional budget ``n`` of the sample-saving
     ratio. NaN in gives NaN out: ``at`` NaN (SSR undefined) or a NaN value at an end of the
     segment used. ``ValueError`` if ``at`` is outside ``[budgets[0], budgets[-1]]``.
@@ -158,7 +158,7 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
     """Mean, sample standard deviation (ddof=1) and count of the finite ``values``.
 
     Project convention for table cells (mean ± std over seeds, with the number of seeds that
-    reached the target, ``DESIGN.md`` "Metrics"): NaN and infinite values are left out; the std
+    reached the target, ``docs/design.md`` "Metrics"): NaN and infinite values are left out; the std
     of a single value is 0.0; no finite value gives ``(nan, nan, 0)``.
     """
     arr = np.asarray(list(values), dtype=np.float64).reshape(-1)

@@ -1,7 +1,7 @@
 """The pool's feature rows as the proxy reads them: resident on the GPU, or memory-mapped.
 
 SVPp and ASVP train a proxy on the labelled rows' features and score every unlabelled row
-each round (DESIGN.md, "The three pipelines"). At ImageNet scale the pool's float16 features
+each round (docs/design.md, "The three pipelines"). At ImageNet scale the pool's float16 features
 are 1.28M x 2048 x 2 bytes = 5.2 GB; in float32 twice that. :class:`PoolFeatures` keeps them
 in float16 and hands out float32 only for the rows being used:
 

@@ -1,6 +1,6 @@
 """The paper's training recipe for one cell: the image transform a dataset x backbone gets.
 
-As the official code trains (``notes/official-code.md`` section 4), with the backbone's own
+As the official code trains (``docs/official-code.md`` section 4), with the backbone's own
 input configuration (:func:`asvp.models.backbones.backbone_input`) and what the dataset
 declares of its images (:func:`asvp.data.dataset_images`):
 

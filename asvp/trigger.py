@@ -1,4 +1,4 @@
-"""The feature-update rules that decide when ASVP replaces the proxy's features (``DESIGN.md``,
+"""The feature-update rules that decide when ASVP replaces the proxy's features (``docs/design.md``,
 "asvp"), and the indicators they read.
 
 :class:`FeatureUpdateRule` implements the rules ``logme``, ``ped``, ``schedule``, ``never`` and

@@ -1,7 +1,7 @@
 """MLflow logging and queries: the one record every table is rendered from, and the only
 module that talks to MLflow (the report reads and writes through the functions here).
 
-Layout (DESIGN.md, "Run identity, tracking, resume"): experiment = grid name, tagged
+Layout (docs/design.md, "Run identity, tracking, resume"): experiment = grid name, tagged
 ``mlflow.experimentKind = custom_model_development`` (:func:`experiment_id`); run name
 ``pipeline-train_method/strategy/s<seed> · <dataset label>``
 (:func:`benchmark.grid.cells.run_name`); tags: run key, grid, dataset (the registry name:

@@ -1,8 +1,9 @@
 """Naive references, written plainly, that the benchmark's speed-ups are measured against.
 
-They do what the official ASVP code and the common AL libraries do (``notes/official-code.md``
-section 3, ``notes/anchors.md`` section 6), with the same BLAS (torch, same thread count) as the
-real strategies, so that a speed-up measures the algorithm, not the library:
+They do what the official ASVP code and the common AL libraries do (``docs/official-code.md``
+section 3; scikit-activeml, LabelBench and ALFM compute the same matrices), with the same BLAS
+(torch, same thread count) as the real strategies, so that a speed-up measures the algorithm,
+not the library:
 
 * :func:`naive_badge`: materialise the ``N x (C * D)`` gradient embeddings
   ``g_i = (p_i - onehot(argmax p_i)) (x) h_i``, build the full ``N x N`` squared-distance matrix
@@ -18,7 +19,7 @@ real strategies, so that a speed-up measures the algorithm, not the library:
   the argmax (ties to the first, i.e. the lowest remaining index): O(k (|L| + k) N D). The matrix
   is one ``addmm`` (``x^2 - 2xy``; the column's ``y^2`` is added to its minimum).
 * :func:`running_min_k_center`: greedy k-center in the manner of the official
-  ``acquire_new_sample`` (``notes/official-code.md`` section 3): the ``|L| x |U|`` matrix once,
+  ``acquire_new_sample`` (``docs/official-code.md`` section 3): the ``|L| x |U|`` matrix once,
   reduced to a running minimum over the unlabelled rows; at every pick the argmax (ties to the
   first), the picked row cut out of the unlabelled rows and of the minimum (``torch.cat``, an
   O(N D) copy, as the official code does), and the minimum lowered by the distances to the new

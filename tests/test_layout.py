@@ -1,4 +1,4 @@
-"""The layout's rules (DESIGN.md, "Layout"): the method never imports the harness, no import
+"""The layout's rules (docs/design.md, "Layout"): the method never imports the harness, no import
 cycle anywhere in the project, no module over 500 lines.
 
 The import graph is read from the source (every ``import`` and ``from ... import``, at module

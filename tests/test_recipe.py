@@ -1,5 +1,5 @@
 """The paper's training recipe (issue 15, items 1, 2 and 4): each dataset x backbone family
-resolves to the official code's transforms (``notes/official-code.md`` section 4), whose
+resolves to the official code's transforms (``docs/official-code.md`` section 4), whose
 training images are those of torchvision's own transforms after ``torch.manual_seed`` of the
 same seed; grids override the backbone's inputs only when they say so."""
 

@@ -1,5 +1,5 @@
 """Under each table, the hardware its runs came from, and a warning when its cells came from
-more than one (DESIGN.md, "Numbers that mean one thing"); read from the runs' ``env.hardware``
+more than one (docs/design.md, "Numbers that mean one thing"); read from the runs' ``env.hardware``
 tags, ``unknown (not recorded)`` for runs made before runs recorded it."""
 
 import dataclasses

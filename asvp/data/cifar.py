@@ -1,7 +1,7 @@
 """CIFAR-10 and CIFAR-100 through torchvision's dataset classes, held in memory.
 
 Pool = the 50,000 training images, test = the 10,000 test images, in torchvision's order
-(the batches' order), as in the official code (``notes/official-code.md`` section 4). On disk:
+(the batches' order), as in the official code (``docs/official-code.md`` section 4). On disk:
 ``<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` and
 ``<root>/cifar-100-python/{train,test,meta}`` (pickled dicts of uint8 N x 3072 rows).
 

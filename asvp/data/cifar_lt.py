@@ -3,7 +3,7 @@
 Class c (0..9) keeps ``int(n_max * f ** (c / 9))`` training images, ``f`` the
 ``imbalance_factor`` (default 0.1) and ``n_max`` the size of the smallest class in the training
 set (5,000 for CIFAR-10, so 5000, 3871, ..., 500: 20,431 of 50,000 images, the official count,
-``notes/official-code.md`` section 4). Which images a class keeps is a random subset drawn with
+``docs/official-code.md`` section 4). Which images a class keeps is a random subset drawn with
 ``imbalance_seed``, or read from ``kept_indices_file``: a ``.npy`` of CIFAR-10 training indices
 like the official ``allidx_imb.npy`` (then the factor and the seed are not used). The test set
 is the balanced 10,000-image CIFAR-10 test set.

@@ -2,7 +2,7 @@
 
 Row order is ``ImageFolder``'s: classes sorted by folder name, files sorted within each class.
 That is the official code's contract (row i of every feature and label array is the i-th
-sample of the sorted ``ImageFolder``, ``notes/official-code.md`` section 4), so index files
+sample of the sorted ``ImageFolder``, ``docs/official-code.md`` section 4), so index files
 from the official code name the same images here.
 
 ``imagefolder`` is for users' own data, in one of two layouts:

@@ -2,7 +2,7 @@
 
 - :class:`ArrayImageSet` holds uint8 pixels in memory (MNIST, CIFAR). Its test transform
   resizes the whole image to the input size (antialiased); for CIFAR at 224 px this is the
-  upsampling of the official code's test transform ("Resize 224", ``notes/official-code.md``
+  upsampling of the official code's test transform ("Resize 224", ``docs/official-code.md``
   section 4). Training crops and flips are tensor operations on the native image.
 - :class:`FileImageSet` decodes image files with PIL (ImageNet, Pets, own folders). Its test
   transform is the official evaluation transform: the shorter side resized to the input

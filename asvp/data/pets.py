@@ -1,7 +1,7 @@
 """Oxford-IIIT Pets through :class:`torchvision.datasets.OxfordIIITPet`, read from files.
 
 Pool = ``trainval`` (3,680 images), test = ``test`` (3,669), 37 breeds, as in the official
-code (``notes/official-code.md`` section 4; it always downloads, here only with
+code (``docs/official-code.md`` section 4; it always downloads, here only with
 ``download``). On disk: ``<root>/oxford-iiit-pet/images/<Breed>_<n>.jpg`` and
 ``annotations/{trainval,test}.txt``, lines ``<image> <class id 1..37> <species> <breed id>``.
 Rows follow the annotation files; labels are the class ids minus one. torchvision is imported

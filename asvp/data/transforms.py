@@ -2,7 +2,7 @@
 
 What a backbone expects travels with it, as timm's ``pretrained_cfg`` travels with a timm model:
 :class:`InputConfig` (input size, interpolation, crop fraction, mean and std). What a dataset
-does to its images depends on the dataset and the backbone (``notes/official-code.md`` section
+does to its images depends on the dataset and the backbone (``docs/official-code.md`` section
 4):
 
 - test (feature extraction, pool scoring, evaluation): images in memory (CIFAR, MNIST) are

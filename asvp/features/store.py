@@ -11,7 +11,7 @@ never used. ASVP's re-extracted features are entries of their own, keyed by the 
 labelled set they were extracted for. The keys are built in :mod:`asvp.features.keys`.
 
 The manifest's extraction seconds are charged to every cell that uses the entry, so a cell's
-cost does not depend on whether its features were already cached (DESIGN.md, costs).
+cost does not depend on whether its features were already cached (docs/design.md, costs).
 """
 
 from __future__ import annotations

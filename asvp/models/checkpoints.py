@@ -2,7 +2,7 @@
 
 The official ASVP code strips a fixed prefix from checkpoint keys, drops every key the
 network does not know and loads the rest non-strictly, printing only a key count
-(``notes/official-code.md`` section 4): a checkpoint of the wrong format silently yields a
+(``docs/official-code.md`` section 4): a checkpoint of the wrong format silently yields a
 randomly initialised network that then gets "fine-tuned". Here, after a backbone's key
 mapping, the checkpoint's backbone keys must equal the network's state-dict keys, with equal
 shapes; anything else raises :class:`CheckpointFormatError` listing the missing, unexpected

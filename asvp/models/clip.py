@@ -1,7 +1,7 @@
 """CLIP ViT-B/16 and ViT-B/32 image towers (OpenAI weights) as timm vision transformers.
 
 The official ASVP code wraps OpenAI's ``clip.load`` model and uses ``encode_image``: the
-projected, unnormalised 512-d embedding (``notes/official-code.md`` section 4). Here the
+projected, unnormalised 512-d embedding (``docs/official-code.md`` section 4). Here the
 image tower is timm's ``vit_base_patch16_clip_quickgelu_224`` /
 ``vit_base_patch32_clip_quickgelu_224`` (OpenAI's CLIP uses QuickGELU) built with a 512-d
 head that holds the projection (``embedding: projected``, the default; the head bias is the
@@ -23,7 +23,7 @@ Checkpoint formats (option ``format``):
 
 Deviations from the official code, on purpose: inputs are normalised with CLIP's own mean and
 std (the official code normalises CLIP inputs with ImageNet statistics, see
-``notes/official-code.md`` section 4); fine-tuning updates the image tower only (the official
+``docs/official-code.md`` section 4); fine-tuning updates the image tower only (the official
 code hands the whole CLIP model, text tower included, to the optimiser, where the text tower
 receives no gradient).
 """

@@ -20,7 +20,7 @@ After the prefix and renaming, a ResNet classifier (``fc.weight``, ``fc.bias``),
 backbone replaces by Identity, is ignored like the other parts; every other key must match
 the network exactly (:func:`asvp.models.checkpoints.load_strict`). Preprocessing: ImageNet
 statistics for ResNet-50; for the CIFAR ResNet-18 the CIFAR-10 statistics the official code
-uses for ``res18`` (``notes/official-code.md`` section 4).
+uses for ``res18`` (``docs/official-code.md`` section 4).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Strategies share one signature, ``strategy(request: SelectionRequest) -> np.ndarray`` of pool
 indices, and are looked up by name; :func:`select` runs one with the contract checks of
-``DESIGN.md``; options are declared on the strategy functions and checked through
+``docs/design.md``; options are declared on the strategy functions and checked through
 :mod:`asvp.options`. Row helpers shared by the strategies are in :mod:`.rows`. Importing this
 package registers the built-in strategies.
 """

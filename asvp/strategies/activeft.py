@@ -3,7 +3,7 @@
 ActiveFT optimises a set of continuous "sample" centroids on the unit sphere so that they match
 the distribution of the (L2-normalised) pool features while staying apart from each other,
 then labels the real rows nearest to the centroids. The ASVP code (``samplings/
-ActiveFT_large.py``, adapted from yichen928/ActiveFT; ``notes/official-code.md`` section 3)
+ActiveFT_large.py``, adapted from yichen928/ActiveFT; ``docs/official-code.md`` section 3)
 runs it in two variants, kept here under their own names:
 
 * ``activeft_self`` = the official ``ActiveFT(self)``: the cell's features (``request.features``,

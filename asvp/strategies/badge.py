@@ -26,7 +26,7 @@ Random numbers come only from the ``rng`` given, in a documented order (see
 :func:`badge_select`), so a selection is reproducible and does not depend on the chunk size
 beyond floating-point rounding.
 
-Differences from the official code (``notes/official-code.md`` section 3), on purpose:
+Differences from the official code (``docs/official-code.md`` section 3), on purpose:
 
 * the official embedding was the autograd gradient of the *mean*-reduced cross-entropy,
   ``(softmax - onehot) / B``: the smaller last batch was inflated by ``B / B_last`` (up to

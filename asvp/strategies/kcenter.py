@@ -1,13 +1,14 @@
 """Greedy k-center (Sener & Savarese, ICLR 2018): the strategies ``coreset`` and ``coreset_self``.
 
-:func:`k_center_greedy` is the contract of ``DESIGN.md`` ("Contracts other parts rely on"): over
-the rows of a feature matrix, seeded by the labelled rows, repeatedly pick the row farthest (in
-Euclidean distance) from its nearest centre, ties to the lowest index, memory O(N + chunk).
+:func:`k_center_greedy` is the contract of ``docs/design.md`` ("Contracts other parts rely
+on"): over the rows of a feature matrix, seeded by the labelled rows, repeatedly pick the row
+farthest (in Euclidean distance) from its nearest centre, ties to the lowest index, memory
+O(N + chunk).
 :func:`k_center_positions` is the same greedy with the candidates and the seeds given as two
 separate matrices, so that a strategy never concatenates a 200k x 2048 pool with the labelled
 rows (which would double the memory); both share one implementation.
 
-Differences from the official code (``notes/official-code.md`` section 3), on purpose:
+Differences from the official code (``docs/official-code.md`` section 3), on purpose:
 
 * the official ``acquire_new_sample`` built the full ``|L| x |U|`` matrix of *squared* distances
   ``x^2 + y^2 - 2xy`` in CPU float32 without a clamp (so rounding could give negative

@@ -4,8 +4,8 @@ Every selection strategy is a plain function ``strategy(request: SelectionReques
 registered under a name with :func:`register_strategy` (in the style of timm's
 ``@register_model``). Callers look strategies up by name and should go through :func:`select`,
 which validates the request, runs the strategy and checks its output against the contract of
-``DESIGN.md`` ("Contracts other parts rely on"): pool indices (never positions), no index twice,
-none already labelled, exactly ``min(budget, len(pool_ids))`` of them, dtype int64.
+``docs/design.md`` ("Contracts other parts rely on"): pool indices (never positions), no index
+twice, none already labelled, exactly ``min(budget, len(pool_ids))`` of them, dtype int64.
 
 Each entry declares the inputs it reads (:data:`STRATEGY_INPUTS`): ``probs`` (the selecting
 model's softmax outputs on the pool), ``embeddings`` (that model's penultimate embeddings of the

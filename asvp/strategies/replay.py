@@ -1,7 +1,7 @@
 """``replay``: label in the order of a saved index list instead of selecting.
 
 The official code writes each run's cumulative labelled order to ``alidx.npy`` (pool indices,
-the random initial set first; ``../shared/notes/official-code.md`` section 7). Replaying such a
+the random initial set first; ``docs/official-code.md`` section 7). Replaying such a
 file in a cell evaluates the authors' selections with this project's fine-tuning, budgets and
 metrics, so results of their code can be compared with ours cell by cell. The file's first
 ``budgets[0]`` entries are the cell's initial set (:mod:`asvp.pipelines`); each round takes the

@@ -4,7 +4,7 @@
 spread over the data: cluster the representation, then take the most typical point of the
 clusters that hold the fewest labels (the paper's Alg. 1). As in the authors' code
 (avihu111/TypiClust, ``pycls/al/typiclust.py``) and the ASVP history version
-(``notes/official-code.md`` section 3):
+(``docs/official-code.md`` section 3):
 
 1. Rows: the pool and the labelled set, L2-normalised (the authors' ``load_features`` default).
 2. k-means with ``k = min(|L| + budget, max_clusters)`` (500 as in both codes; capped at the

@@ -1,10 +1,10 @@
 """Uncertainty sampling: ``margin``, ``least_confidence`` and ``entropy``.
 
 :func:`uncertainty_order` ranks the rows of a pool's softmax outputs from most to least
-uncertain, as specified in ``DESIGN.md`` ("Contracts other parts rely on"); the three
+uncertain, as specified in ``docs/design.md`` ("Contracts other parts rely on"); the three
 strategies select ``pool_ids[order[:budget]]``: pool indices, never positions.
 
-Differences from the official code (``notes/official-code.md`` section 3), on purpose:
+Differences from the official code (``docs/official-code.md`` section 3), on purpose:
 
 * ties go to the lowest position (a stable sort), where the official code used unstable sorts;
 * entropy never produces NaN: a zero probability contributes ``0 * log 0 = 0``

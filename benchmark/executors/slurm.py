@@ -103,7 +103,7 @@ class SlurmExecutor(Executor):
 
     @classmethod
     def check_tracking(cls, tracking_uri: str, allow_sqlite: bool) -> None:
-        """Refuse a SQLite store unless the grid allows it (``DESIGN.md``): one SQLite file
+        """Refuse a SQLite store unless the grid allows it (``docs/design.md``): one SQLite file
         written by jobs on many nodes over a network file system corrupts or locks."""
         if tracking_uri.startswith("sqlite:") and not allow_sqlite:
             raise LaunchError(

@@ -1,7 +1,7 @@
 """Run identity: what determines a cell's results, and its run key.
 
 A cell's run key hashes the resolved scientific config (defaults filled in, sections its
-pipeline does not use left out) and :data:`RESULTS_VERSION` (``DESIGN.md``, "Run identity,
+pipeline does not use left out) and :data:`RESULTS_VERSION` (``docs/design.md``, "Run identity,
 tracking, resume"). Executor settings, resources, paths and the tracking URI are not part of
 it. Files are identified by what they are, not where they are. The helpers below make values
 JSON-ready and canonical, so that the same config always gives the same key.

@@ -75,7 +75,7 @@ every key::
     state_dir: .asvp/state           # round checkpoints and logs: <state_dir>/<name>/; shared
                                      # storage on a cluster
 
-Decisions written down here (``DESIGN.md`` leaves them open):
+Decisions written down here (``docs/design.md`` leaves them open):
 
 - The schema of ``finetune``, ``linear_probe``, ``proxy``, ``trigger`` and ``compute`` is the
   dataclasses of :mod:`asvp.config` (field names, annotated types with their ranges,
@@ -170,7 +170,8 @@ LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class Costs:
-    """Prices for the total-cost tables (``DESIGN.md``, "Metrics and costs"); printed with them.
+    """Prices for the total-cost tables (``docs/design.md``, "Metrics and costs"); printed with
+    them.
 
     ``label_price`` is USD per label per review, ``device_hour`` maps a device kind (as tagged on
     runs, e.g. ``cpu``, ``gpu``) to USD per device-hour.

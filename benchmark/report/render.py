@@ -37,7 +37,7 @@ DISCREPANCY_NOTE = (
 def hardware_note(hardware: dict[str, int]) -> str:
     """The line under a table saying which hardware its runs came from, ``Hardware: <label>
     (N runs); <label> (M runs)``, and, when more than one, a warning that differences between
-    its cells may come from the kernels (DESIGN.md, "Numbers that mean one thing"); "" for no
+    its cells may come from the kernels (docs/design.md, "Numbers that mean one thing"); "" for no
     runs. ``hardware``: runs per hardware label (:attr:`ReportTable.hardware`)."""
     if not hardware:
         return ""

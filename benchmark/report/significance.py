@@ -1,5 +1,5 @@
 """Which differences a table can stand behind: 95% confidence intervals over seeds and paired
-comparisons between pipelines (DESIGN.md, "Metrics": "Which differences are real").
+comparisons between pipelines (docs/design.md, "Metrics": "Which differences are real").
 
 Floating-point kernels differ between machines and one different pick changes every later round,
 so at a few seeds the spread of a table's cells is as large as the differences it ranks. Two

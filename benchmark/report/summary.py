@@ -1,7 +1,7 @@
 """Per-seed metrics and the Table 2 view: sample-saving ratio and total cost per strategy x
 pipeline, from the curves of :mod:`benchmark.report.curves`.
 
-Per seed, each curve is compared with the seed-mean curve of the random baseline (DESIGN.md,
+Per seed, each curve is compared with the seed-mean curve of the random baseline (docs/design.md,
 "Metrics"): :func:`seed_summaries` computes one row of metrics per run, :func:`table2`
 aggregates them into cells of mean +- std over seeds and, where fewer seeds than all reach the
 random baseline's accuracy, how many did; :func:`discrepancy_table` averages the proxy cells'
@@ -217,7 +217,7 @@ def _fmt(
 class ReportTable:
     """The table's rows and, per dataset, the random reference accuracy a* they are read at
     (and the full-data upper bound where the grid has one); ``hardware``: how many of the
-    table's runs each hardware label computed, most first (DESIGN.md, "Numbers that mean one
+    table's runs each hardware label computed, most first (docs/design.md, "Numbers that mean one
     thing": kernels differ between machines, so a table says which made it).
     ``within_noise``: the pairs of pipelines no budget's paired test separates
     (:func:`~benchmark.report.significance.within_noise`); ``ssr_within_noise``: the rows whose

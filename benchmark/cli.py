@@ -214,14 +214,15 @@ def _plan(grid: Grid, statuses: list[CellStatus], force: bool, kind: str) -> lis
 
 
 def _print_transforms(cells: list[Cell]) -> None:
-    """One line per dataset x backbone: the image transform its cells use."""
+    """One line per dataset (by label) x backbone: the image transform its cells use."""
     from asvp.data import dataset_images
     from asvp.recipe import resolve_transform
 
-    transforms = {(c.config.dataset, c.config.backbone): resolve_transform(c.config) for c in cells}
-    for (dataset, backbone), transform in transforms.items():
-        files = dataset_images(dataset).native_size is None
-        print(f"  transform {dataset} x {backbone}: {transform.describe(files)}")
+    transforms = {(c.dataset_label, c.config.backbone): c for c in cells}
+    for (label, backbone), cell in transforms.items():
+        files = dataset_images(cell.config.dataset).native_size is None
+        described = resolve_transform(cell.config).describe(files)
+        print(f"  transform {label} x {backbone}: {described}")
 
 
 def _describe(statuses: list[CellStatus], todo: list[CellStatus]) -> None:

@@ -217,11 +217,13 @@ def open_run(
     finished or ``fresh`` (``--force``) asks for a new one; a new run starts ``pending``. The
     ``driver`` tag names the submitting process: a local cell is pending while it lives. The
     ``overrides`` tag holds the command line's ``KEY=VALUE`` overrides of this submission (those
-    of scientific values are in the run key and params already; executor ones only here)."""
+    of scientific values are in the run key and params already; executor ones only here). The
+    run's MLflow status is SCHEDULED until its job starts it (MLflow would show RUNNING)."""
     driver = f"{socket.gethostname()}:{os.getpid()}"
     submission = {"driver": driver, "overrides": " ".join(overrides)}
     if current is not None and not fresh and run_state(current) != STATE_FINISHED:
         client.log_batch(current.info.run_id, tags=[RunTag(k, v) for k, v in submission.items()])
+        client.update_run(current.info.run_id, status="SCHEDULED")
         return current.info.run_id
     config = cell.config
     run_id = client.create_run(
@@ -242,6 +244,7 @@ def open_run(
             "mlflow.source.git.commit": git_commit(),
         },
     ).info.run_id
+    client.update_run(run_id, status="SCHEDULED")
     client.log_batch(run_id, params=[Param(k, v) for k, v in cell.params().items()])
     client.log_dict(run_id, dataclasses.asdict(config), "config.json")
     return run_id

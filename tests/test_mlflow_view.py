@@ -77,3 +77,19 @@ def test_runs_carry_dataset_label_and_backbone_as_tags(client):
         [experiment.experiment_id], filter_string="tags.dataset_label = 'parts'"
     )
     assert [run.info.run_name for run in parts] == ["random-ft/random/s0 · parts"]
+
+
+def test_a_run_is_scheduled_until_its_job_starts_and_records_the_overrides(tmp_path, client):
+    path = tmp_path / "demo.yaml"
+    path.write_text((EXPERIMENTS / "demo.yaml").read_text())
+    grid = load_grid(path, ["seeds=[0]", "executor.max_parallel=1"])
+    cell = expand_cells(grid)[0]
+    run_id = open_run(client, grid.name, cell, None, fresh=False, overrides=grid.overrides)
+    run = client.get_run(run_id)
+    assert run.info.status == "SCHEDULED"  # not RUNNING: nothing computes it yet
+    assert run.data.tags["overrides"] == "seeds=[0] executor.max_parallel=1"
+    client.set_terminated(run_id, status="KILLED")
+    again = open_run(client, grid.name, cell, client.get_run(run_id), fresh=False)
+    assert again == run_id  # resumed, not duplicated
+    run = client.get_run(run_id)
+    assert run.info.status == "SCHEDULED" and run.data.tags["overrides"] == ""

@@ -168,7 +168,7 @@ def prepare_jobs(
     experiment_id(client, grid.name)  # once here, not raced by the first jobs
     jobs = []
     for cell, current in cells:
-        run_id = open_run(client, grid.name, cell, current, fresh)
+        run_id = open_run(client, grid.name, cell, current, fresh, grid.overrides)
         directory = checkpoint_dir(grid, cell)
         if current is None or run_id != current.info.run_id:
             RoundCheckpoint(directory, identity=run_id).clear()

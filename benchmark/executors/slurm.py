@@ -47,7 +47,7 @@ class SlurmExecutor(Executor):
     ) -> list[Submission]:
         groups: dict[str, tuple[ExecutorSettings, list[CellJob]]] = {}
         for job in jobs:
-            settings = self.grid.executor_for(job.cell.config.dataset, self.settings)
+            settings = self.grid.executor_for(job.cell.dataset_label, self.settings)
             groups.setdefault(repr(settings), (settings, []))[1].append(job)
         submissions = []
         for settings, members in groups.values():
@@ -163,9 +163,9 @@ class SlurmExecutor(Executor):
         return notes
 
     def _dataset_settings(self) -> dict[str, ExecutorSettings]:
-        """Each dataset's settings: the grid's, with what the dataset sets for itself."""
+        """Each dataset's settings (by label): the grid's, with what the dataset sets for itself."""
         return {
-            spec.name: self.grid.executor_for(spec.name, self.settings)
+            spec.label: self.grid.executor_for(spec.label, self.settings)
             for spec in self.grid.datasets
         }
 

@@ -186,7 +186,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 130
     if not executor.scheduler:
-        return _run_here(executor, client, jobs, started, resume)
+        status = _run_here(executor, client, jobs, started, resume)
+        if status != 130 and jobs:
+            _print_browse_hint(client, grid, uri)
+        return status
     followed = [s.cell for s in submissions] + [s.cell for s in statuses if s.live]
     if not args.wait or not followed:
         if followed:
@@ -384,10 +387,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.tracking import connect
 
     grid = _load(args.grid, args.overrides)  # reads MLflow only: no data needed here
-    _apply_tracking(grid, args.tracking_uri)
+    uri = _apply_tracking(grid, args.tracking_uri)
     out_dir = Path(args.out) if args.out else Path("results") / grid.name
     published = Path(args.published) if args.published else None
-    return make_report(connect(), grid, out_dir, published)
+    client = connect()
+    status = make_report(client, grid, out_dir, published)
+    if status == 0:
+        _print_browse_hint(client, grid, uri)
+    return status
+
+
+def _print_browse_hint(client: MlflowClient, grid: Grid, uri: str) -> None:
+    """Where the grid's runs are in the MLflow UI (:mod:`benchmark.mlflow_links`)."""
+    from benchmark.mlflow_links import browse_hint
+    from benchmark.tracking import experiment_id
+
+    print(browse_hint(uri, experiment_id(client, grid.name)))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

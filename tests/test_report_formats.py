@@ -170,6 +170,8 @@ def test_report_command_writes_everything_and_logs_once(tmp_path, uri, capsys):
     args = ["report", str(grid.path), "--tracking-uri", uri, "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
+    experiment = client.get_experiment_by_name(grid.name).experiment_id
+    assert f"/#/experiments/{experiment}?workflowType=machine_learning" in printed
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "discrepancy.csv",

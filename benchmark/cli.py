@@ -5,9 +5,12 @@ experiment grids; serve their MLflow store. The parser and every help text are i
 ``run`` submits the cells that are neither finished nor queued/running (``--force``: finished
 ones too) and resumes unfinished ones from their round checkpoints; the local and debug
 executors block until done, the slurm executor returns once the job array is queued (``--wait``
-follows it). ``status`` lists every cell as pending, running, finished or failed with its job
-id and log. Both take cell filters (``--dataset``, ``--strategy``, ``--pipeline``, ``--seed``,
-``--state``).
+follows it). With the local and debug executors ``run`` prints each cell's start and log, each
+round's end and each outcome; SIGINT (Ctrl-C) or SIGTERM stops it cleanly: running cells are
+recorded ``killed`` with their round checkpoints kept, one line says how to resume, exit status
+130. ``status`` lists every cell as pending, running, finished, failed or killed with its job id
+and log (``--json`` for scripts). Both take cell filters (``--dataset``, ``--strategy``,
+``--pipeline``, ``--seed``, ``--state``).
 
 ``compare`` lines up a grid's finished cells in two stores, to find where two runs parted
 (:mod:`benchmark.compare`).

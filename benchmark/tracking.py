@@ -1,21 +1,21 @@
-"""MLflow logging and queries: the one record every table is rendered from, and the only
-module that talks to MLflow (the report reads and writes through the functions here).
+"""MLflow logging and queries: the one record every table is rendered from, and the only module
+that talks to MLflow (the report reads and writes through the functions here).
 
 Layout (docs/design.md, "Run identity, tracking, resume"): experiment = grid name, tagged
 ``mlflow.experimentKind = custom_model_development`` (:func:`experiment_id`); run name
 ``pipeline-train_method/strategy/s<seed> · <dataset label>``
-(:func:`benchmark.grid.cells.run_name`); tags: run key, grid, dataset (the registry name:
-which loader made the data, what other grids' runs of it share), dataset_label (the grid's
-name for it: two own ``imagefolder`` datasets differ here), backbone, pipeline, train_method,
-strategy, seed, git commit, device, state; params: the flat resolved config (the
-whole config also as ``config.json``); metrics stepped by labels used: ``test_acc``, per-phase
-seconds ``time_<phase>``, ``sampling_seconds``, ``evaluation_seconds``, ``feature_version`` and
-the ASVP indicator (``indicator_value``, ``indicator_reference``, ``indicator_update``), the
-selection discrepancy of svpp/asvp cells (``discrepancy_both``, ``discrepancy_proxy_only``, ...);
-artifacts: ``rounds/round_<r>.json`` (the round's selected pool indices, what the fine-tuned
-model would have selected, indicator decision and timings), ``curve.csv``,
-``labeled_order.json``, ``environment.json`` (package versions, and per attempt what it
-computed with: :func:`asvp.environment.compute_environment`).
+(:func:`benchmark.grid.cells.run_name`); tags: run key, grid, dataset (the registry name: which
+loader made the data, what other grids' runs of it share), dataset_label (the grid's name for
+it: two own ``imagefolder`` datasets differ here), backbone, pipeline, train_method, strategy,
+seed, git commit, device, state, overrides (the command line's ``KEY=VALUE``); params: the flat
+resolved config (the whole config also as ``config.json``); metrics stepped by labels used,
+named in sections (:mod:`benchmark.metric_names`): ``test_acc``, ``time/`` (the seconds of each
+phase, sampling and evaluation), ``features/version``, the ASVP indicator (``indicator/value``,
+``indicator/reference``, ``indicator/update``), the selection discrepancy of svpp/asvp cells
+(``discrepancy/both``, ``discrepancy/proxy_only``, ...); artifacts: ``rounds/round_<r>.json``
+(the round's selected pool indices, what the fine-tuned model would have selected, indicator
+decision and timings), ``curve.csv``, ``labeled_order.json``, ``environment.json`` (package
+versions, and per attempt what it computed with: :func:`asvp.environment.compute_environment`).
 
 What a cell computed with is also in tags under ``env.`` (``env.cpu_model``,
 ``env.cpu_capability``, ``env.torch_threads``, ``env.gpu``, ``env.cuda``, ``env.cudnn``,
@@ -28,9 +28,11 @@ A cell owns one current run. The driver opens it before submitting (:func:`open_
 or restarted, so re-running a grid never creates a duplicate. Only ``run --force`` opens a new
 run for a cell that has one; when the new run finishes, the older runs of its key are tagged
 ``superseded`` (kept, never deleted), and until then the older finished run stays the one
-reported. Run states (tag ``state``): pending, running, finished, failed, superseded. Tags
-written by the job: ``attempts`` (starts, requeues included), ``host``, ``pid``,
-``slurm_job_id``; by the driver: ``driver`` (host:pid), ``executor``, ``job_id``, ``log_path``.
+reported. Run states (tag ``state``): pending (MLflow status SCHEDULED), running, finished,
+failed, killed (stopped by SIGINT/SIGTERM, tag ``stopped`` says by what; ``run`` resumes it from
+its round checkpoint), superseded. Tags written by the job: ``attempts`` (starts, requeues
+included), ``host``, ``pid``, ``slurm_job_id``; by the driver: ``driver`` (host:pid),
+``executor``, ``job_id``, ``log_path``.
 
 A round's metrics go in one ``log_batch`` stamped with the round's own end time, so handing a
 round over again after a failure (:mod:`asvp.pipelines`, delivery) stores no duplicate values.

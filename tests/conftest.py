@@ -41,3 +41,22 @@ def tiny_cell():
         )
 
     return make
+
+
+@pytest.fixture(scope="module")
+def curves():
+    """A synthetic grid's finished cells (tests/report_data.py) in which badge never reaches
+    the random baseline's accuracy."""
+    from report_data import synthetic_curves
+
+    return synthetic_curves(never_reaching="badge")
+
+
+@pytest.fixture(scope="module")
+def summaries(curves):
+    """Per-seed summaries of :func:`curves` at the test prices."""
+    from report_data import COSTS
+
+    from benchmark.report import seed_summaries
+
+    return seed_summaries(curves, COSTS)

@@ -21,16 +21,6 @@ from benchmark.report import discrepancy_table, seed_summaries
 PIPELINES = ["random-ft", "standard-ft", "standard-lpft", "svpp-lpft", "asvp-auto"]
 
 
-@pytest.fixture(scope="module")
-def curves():
-    return synthetic_curves(never_reaching="badge")
-
-
-@pytest.fixture(scope="module")
-def summaries(curves):
-    return seed_summaries(curves, COSTS)
-
-
 def _horizontal(ax, linestyle):
     return [
         line

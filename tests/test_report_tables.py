@@ -15,16 +15,6 @@ from benchmark.grid import load_grid
 from benchmark.report import REFERENCE, seed_summaries, table2, write_report
 
 
-@pytest.fixture(scope="module")
-def curves():
-    return synthetic_curves(never_reaching="badge")
-
-
-@pytest.fixture(scope="module")
-def summaries(curves):
-    return seed_summaries(curves, COSTS)
-
-
 def _row(table, pipeline, strategy):
     rows = table.rows.set_index(["pipeline", "strategy"])
     return rows.loc[(pipeline, strategy)]

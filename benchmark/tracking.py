@@ -478,6 +478,12 @@ def round_records(client: MlflowClient, run_id: str) -> list[dict]:
     return sorted(records, key=lambda record: record["round"])
 
 
+def run_metric(client: MlflowClient, run: Run, name: str) -> dict[int, float]:
+    """:func:`metric_by_step` of metric ``name`` (:mod:`benchmark.metric_names`) as ``run``
+    logged it: under its section, or under the flat name of runs logged before the sections."""
+    return metric_by_step(client, run.info.run_id, names.logged_name(name, run.data.metrics))
+
+
 def finished_cell_runs(client: MlflowClient, grid_name: str) -> dict[str, CellRun]:
     """Per run key, the grid's finished run (:func:`finished_runs`: the one reports read) with
     its rounds' picks and its test-accuracy curve, as :mod:`benchmark.compare` lines them up."""
@@ -488,6 +494,6 @@ def finished_cell_runs(client: MlflowClient, grid_name: str) -> dict[str, CellRu
             RoundPicks(record["round"], record["labels"], tuple(record["selected"]))
             for record in round_records(client, run_id)
         )
-        curve = metric_by_step(client, run_id, "test_acc")
+        curve = run_metric(client, run, names.TEST_ACC)
         cells[key] = CellRun(run.info.run_name, rounds, curve)
     return cells

@@ -232,13 +232,14 @@ def _demo_accuracies(scratch: Path) -> dict:
     if not (scratch / "mlflow.db").is_file():
         return {}
     from benchmark.grid import load_grid
-    from benchmark.tracking import finished_runs, metric_by_step, store_client
+    from benchmark.metric_names import TEST_ACC
+    from benchmark.tracking import finished_runs, run_metric, store_client
 
     client = store_client(_demo_store(scratch))
     runs = list(finished_runs(client, load_grid(ROOT / DEMO_GRID).name).values())
     if len(runs) != 1:
         return {"error": f"{len(runs)} finished runs in the store, expected 1"}
-    curve = metric_by_step(client, runs[0].info.run_id, "test_acc")
+    curve = run_metric(client, runs[0], TEST_ACC)
     return {
         "cell": runs[0].info.run_name,
         "test_acc": {str(labels): acc for labels, acc in sorted(curve.items())},

@@ -67,7 +67,7 @@ def outcome(uri, run_id):
     client = MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
     order = mlflow.artifacts.load_dict(f"runs:/{run_id}/labeled_order.json")
-    curve = {m.step: m.value for m in client.get_metric_history(run_id, "test_acc")}
+    curve = {m.step: m.value for m in client.get_metric_history(run_id, "accuracy/test_acc")}
     rounds = [
         mlflow.artifacts.load_dict(f"runs:/{run_id}/rounds/round_{r:03d}.json")["selected"]
         for r in range(len(curve))

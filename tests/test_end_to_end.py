@@ -61,7 +61,7 @@ def test_every_cell_has_one_finished_run_with_its_curve(finished_grid):
     assert set(runs["tags.state"]) == {"finished"}
     client = MlflowClient()
     for run_id in runs["run_id"]:
-        history = client.get_metric_history(run_id, "test_acc")
+        history = client.get_metric_history(run_id, "accuracy/test_acc")
         assert sorted(m.step for m in history) == [10, 20, 30]
         assert all(0.0 <= m.value <= 1.0 for m in history)
         assert client.get_metric_history(run_id, "time/finetune_seconds")

@@ -48,7 +48,7 @@ def test_a_log_tail_gives_only_new_whole_progress_lines(tmp_path):
 
 def _check_rounds(lines, client, run_id):
     """Every round's line, in order, with the budget and the accuracy MLflow recorded."""
-    curve = {m.step: m.value for m in client.get_metric_history(run_id, "test_acc")}
+    curve = {m.step: m.value for m in client.get_metric_history(run_id, "accuracy/test_acc")}
     rounds = [ROUND.search(line) for line in lines]
     rounds = [found for found in rounds if found]
     assert [int(found[1]) for found in rounds] == [1, 2, 3], lines

@@ -80,7 +80,7 @@ def test_eight_concurrent_cells_lose_nothing_when_the_server_restarts(tmp_path):
         client = MlflowClient(uri)
         ended_during_outage = 0
         for run_id in runs["run_id"]:
-            history = client.get_metric_history(run_id, "test_acc")
+            history = client.get_metric_history(run_id, "accuracy/test_acc")
             assert sorted(m.step for m in history) == list(BUDGETS), "one value per round"
             mlflow.set_tracking_uri(uri)
             for index in range(len(BUDGETS)):

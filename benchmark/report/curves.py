@@ -17,7 +17,7 @@ import numpy as np
 from asvp.discrepancy import SelectionDiscrepancy
 from benchmark import metric_names as names
 from benchmark.grid import FULL_DATA, Cell, Grid
-from benchmark.tracking import HARDWARE_TAG, MlflowClient, Run, finished_runs, metric_by_step
+from benchmark.tracking import HARDWARE_TAG, MlflowClient, Run, finished_runs, run_metric
 
 DISCREPANCY_FIELDS = tuple(f.name for f in dataclasses.fields(SelectionDiscrepancy))
 """The selection-discrepancy regions a proxy cell logs (``discrepancy_<field>`` metrics)."""
@@ -64,11 +64,10 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
 
 def _curve(client: MlflowClient, cell: Cell, run: Run) -> CellCurve:
     """One finished run's curve; metric names as the run logged them (:mod:`.metric_names`)."""
-    run_id = run.info.run_id
     logged = run.data.metrics
 
     def history(name: str) -> dict[int, float]:
-        return metric_by_step(client, run_id, names.logged_name(name, logged))
+        return run_metric(client, run, name)
 
     acc = history(names.TEST_ACC)
     full = cell.config.pipeline == FULL_DATA
@@ -89,6 +88,6 @@ def _curve(client: MlflowClient, cell: Cell, run: Run) -> CellCurve:
             for field, name in regions.items()
             if names.logged_name(name, logged) in logged
         },
-        run_id=run_id,
+        run_id=run.info.run_id,
         hardware=run.data.tags.get(HARDWARE_TAG, UNKNOWN_HARDWARE),
     )

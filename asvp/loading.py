@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from asvp.compute import usable_cpus
 from asvp.data.base import ImageSet
 from asvp.data.transforms import ImageTransform, batch_generator
 
@@ -72,14 +73,7 @@ def loader_workers(device: torch.device) -> int:
         return workers
     if device.type != "cuda":
         return 0
-    return max(1, min(MAX_WORKERS, _usable_cpus() - 1))
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, usable_cpus() - 1))
 
 
 class BatchOrder(Sampler[np.ndarray]):

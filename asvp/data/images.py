@@ -15,7 +15,6 @@ imported where files are decoded, so that importing :mod:`asvp.data` stays light
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from asvp.compute import usable_cpus
 from asvp.data.base import ImageSet, check_rows
 from asvp.data.transforms import (
     Augmentation,
@@ -42,13 +42,6 @@ if TYPE_CHECKING:
 
 MAX_DECODE_THREADS = 8
 """Threads that decode one batch of files (PIL releases the GIL while decoding/resizing)."""
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on (a SLURM job's allocation, not the whole node)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,7 +183,7 @@ class FileImageSet(ImageSet):
             ]
         # inside a data loader worker, the workers are the parallelism: one thread each
         in_worker = torch.utils.data.get_worker_info() is not None
-        threads = 1 if in_worker else min(MAX_DECODE_THREADS, _usable_cpus(), len(paths))
+        threads = 1 if in_worker else min(MAX_DECODE_THREADS, usable_cpus(), len(paths))
         if threads == 1:
             arrays = [decode() for decode in decoders]
         else:

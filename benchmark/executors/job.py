@@ -27,6 +27,7 @@ import submitit
 import torch
 
 from asvp.checkpoint import RoundCheckpoint
+from asvp.compute import usable_cpus
 from asvp.features import FeatureStore
 from asvp.pipelines import run_cell
 from asvp.progress import announce
@@ -65,9 +66,7 @@ def device_kind() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_count() -> int:
-    """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+cpu_count = usable_cpus  # its name here before asvp.compute had it (benchmark.launch re-exports)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from multiprocessing.synchronize import Event
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from asvp.compute import usable_cpus
 from asvp.progress import progress_message
 from benchmark.executors.base import CellProgress, Executor, Submission
-from benchmark.executors.job import CellJob, cpu_count, run_here
+from benchmark.executors.job import CellJob, run_here
 from benchmark.executors.stopping import stop_requests
 from benchmark.tracking import STATE_FAILED, STATE_KILLED, STATE_PENDING, record_submission
 
@@ -52,7 +53,7 @@ class LocalExecutor(Executor):
     kind = "local"
 
     def _parallel(self, jobs: int) -> int:
-        return max(1, min(self.settings.max_parallel or cpu_count(), jobs or 1))
+        return max(1, min(self.settings.max_parallel or usable_cpus(), jobs or 1))
 
     def submit(
         self,

@@ -142,3 +142,53 @@ def test_ctrl_c_stops_the_debug_executor_in_its_own_process(tmp_path, capsys):
     assert killed == "KILLED"
     assert sorted(runs["tags.state"]) == ["killed", "pending", "pending"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handlers restored"
+
+
+def _store_call(body):
+    """``body`` run as if it were code of SQLAlchemy (its module name), as MLflow's writes are."""
+    code = compile("def call(body):\n    return body()\n", "<sqlalchemy stand-in>", "exec")
+    namespace = {"__name__": "sqlalchemy.stand_in"}
+    exec(code, namespace)  # noqa: S102  (a fixed two-line function)
+    return namespace["call"](body)
+
+
+def test_a_stop_inside_the_tracking_store_waits_until_its_call_returns():
+    """A stop raised inside a store write would leave its transaction open and the database
+    locked (the killed state could then not be recorded): the cell stops right after it."""
+    from benchmark.executors.stopping import CellInterrupted, interruptible
+
+    events = []
+
+    def write_with_a_stop_in_the_middle():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # the write goes on, signal or not
+            time.sleep(0.01)
+        events.append("write finished")
+
+    try:
+        with interruptible():
+            _store_call(write_with_a_stop_in_the_middle)
+            events.append("after the write")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            events.append("not stopped")
+    except CellInterrupted as stop:
+        events.append(str(stop))
+    assert events == ["write finished", "after the write", "stopped by SIGINT"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handlers restored"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_stop_outside_the_store_raises_at_once():
+    from benchmark.executors.stopping import CellInterrupted, interruptible
+
+    started = time.monotonic()
+    try:
+        with interruptible():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)
+    except CellInterrupted as stop:
+        assert str(stop) == "stopped by SIGTERM"
+    assert time.monotonic() - started < 30

@@ -6,10 +6,15 @@ Two handlers, each for both signals, installed only for as long as they are need
   nothing, so that the driver stops starting cells at a point of its choosing (never halfway
   through recording a result) and tells the running ones to stop.
 - :func:`interruptible`, around a running cell: it raises :class:`CellInterrupted` in the cell
-  at once. The job records its run as killed (:meth:`benchmark.tracking.CellLogger.killed`);
-  its round checkpoint holds every finished round, so a later attempt continues from there.
-  Only the first signal raises: one sent while the stop is being recorded (a terminal's Ctrl-C
-  reaches the cell, then the driver's SIGTERM follows) is ignored.
+  at once, unless the cell is inside the tracking store's code (MLflow, SQLAlchemy, sqlite3):
+  an exception there would leave a database transaction open and its write lock held (MLflow
+  rolls back on ``Exception`` only), and recording the stop would then wait on that lock and
+  fail. There the raise waits for the store's call to return, checked every
+  :data:`DEFER_SECONDS` (SIGALRM). The job records its run as killed
+  (:meth:`benchmark.tracking.CellLogger.killed`); its round checkpoint holds every finished
+  round, so a later attempt continues from there. Only the first signal raises: one sent while
+  the stop is being recorded (a terminal's Ctrl-C reaches the cell, then the driver's SIGTERM
+  follows) is ignored.
 
 Standard library only.
 """
@@ -25,6 +30,8 @@ from types import FrameType
 __all__ = ["STOP_SIGNALS", "CellInterrupted", "StopRequests", "interruptible", "stop_requests"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DEFER_SECONDS = 0.05
+_STORE_PACKAGES = frozenset({"mlflow", "sqlalchemy", "sqlite3"})
 
 _Handler = Callable[[int, FrameType | None], object]
 
@@ -62,15 +69,45 @@ def stop_requests() -> Iterator[StopRequests]:
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`CellInterrupted` here, the first one only."""
+    """SIGINT and SIGTERM raise :class:`CellInterrupted` here, the first one only, once the cell
+    is outside the tracking store's code."""
+    received: list[int] = []
+
+    def raise_when_safe(frame: FrameType | None) -> None:
+        if _inside_store(frame):
+            signal.setitimer(signal.ITIMER_REAL, DEFER_SECONDS)
+            return
+        raise CellInterrupted(received[0])
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for number in STOP_SIGNALS:
             signal.signal(number, signal.SIG_IGN)
-        raise CellInterrupted(signum)
+        received.append(signum)
+        raise_when_safe(frame)
 
-    with _handling(stop):
+    def retry(signum: int, frame: FrameType | None) -> None:
+        raise_when_safe(frame)
+
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    alarm = signal.signal(signal.SIGALRM, retry)
+    try:
+        with _handling(stop):
+            yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
+
+
+def _inside_store(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a caller of it runs code of the tracking store's packages."""
+    while frame is not None:
+        package = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        if package in _STORE_PACKAGES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextmanager

@@ -114,10 +114,9 @@ def git_commit() -> str:
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-"""What the MLflow UI (3.x) reads to open an experiment as model training (runs table,
-charts) rather than as a GenAI app (traces): the values are its ``ExperimentKind`` enum's
-(``genai_development``, ``custom_model_development``, in ``mlflow/server/js``). Without it the
-UI guesses, and may store its guess in this tag."""
+"""What the MLflow UI (3.x) may read to open an experiment as model training (runs table,
+charts) rather than as a GenAI app (traces): its ``ExperimentKind`` values. 3.17 reads it only
+with its GenAI / Model training switch off (it is on): :mod:`benchmark.mlflow_links`."""
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

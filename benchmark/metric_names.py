@@ -25,6 +25,8 @@ FEATURE_VERSION = "features/version"
 INDICATOR_VALUE = "indicator/value"
 INDICATOR_REFERENCE = "indicator/reference"
 INDICATOR_UPDATE = "indicator/update"
+SUMMARY_PREFIX = "summary/"
+"""The prefix of the report's one-point values (:data:`benchmark.report.SUMMARY_METRICS`)."""
 
 
 def phase_seconds(phase: str) -> str:

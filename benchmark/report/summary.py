@@ -29,6 +29,7 @@ from asvp.metrics import (
     sample_saving_ratio,
 )
 from benchmark.grid import FULL_DATA, RANDOM, Costs
+from benchmark.metric_names import SUMMARY_PREFIX
 from benchmark.report.curves import DISCREPANCY_FIELDS, CellCurve
 from benchmark.report.significance import (
     PAIRED_COLUMNS,
@@ -61,8 +62,6 @@ RATIO_TO_RANDOM = ("ssr", "cost_saving_vs_random", "saving_vs_random_usd")
 """The metrics that compare a run with the random baseline: undefined for a random run itself
 (it would be scored against its own seed mean), so neither shown nor logged for it."""
 
-SUMMARY_PREFIX = "summary/"
-"""The MLflow metric-name prefix of the :data:`SUMMARY_METRICS` (see :func:`log_summaries`)."""
 
 _REACH_METRICS = ("ssr", "total_cost_usd", "cost_saving_vs_random", "saving_vs_random_usd")
 """The metrics read where a run reaches a*: NaN in the seeds that never do."""
@@ -424,8 +423,8 @@ def log_summaries(client: MlflowClient, summaries: pd.DataFrame) -> int:
 
     Why a prefix at step 0, not tags: they are numbers a reader sorts and compares across runs
     (tags are strings in MLflow's runs table), but they are one value per run, not curves.
-    MLflow's chart view groups metrics by the part before ``/``, so they sit in their own
-    ``summary`` section instead of sorting before ``test_acc`` among the per-round curves,
+    MLflow's chart view groups metrics by the part before ``/`` (:mod:`benchmark.metric_names`),
+    so they sit in their own ``summary`` section instead of among the per-round curves,
     and step 0 does not pretend they were measured at a budget. A random run gets no
     :data:`RATIO_TO_RANDOM` metric (it is the reference, not scored against itself). NaN
     values are skipped (an undefined SSR is not a number to plot). Idempotent: a value equal to

@@ -100,7 +100,7 @@ def test_a_resumed_attempt_elsewhere_replaces_the_tags_and_adds_an_attempt(tiny_
     client = MlflowClient(uri)
     first = client.get_run(run_id).data.tags["env.hardware"]
     gpu = compute_environment() | {"gpu": "NVIDIA H100 80GB", "gpu_count": "1", "cuda": "12.4"}
-    monkeypatch.setattr("benchmark.tracking.compute_environment", lambda: dict(gpu))
+    monkeypatch.setattr("benchmark.tracking.cell_logger.compute_environment", lambda: dict(gpu))
     logger = CellLogger(client, "environment", run_id, "cpu")
     assert client.get_run(run_id).data.tags["env.hardware"] == first  # not at creation
     logger.log_environment()

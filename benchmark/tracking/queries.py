@@ -1,0 +1,112 @@
+"""Reading a grid's runs: the runs of an experiment page by page, each cell's current and finished
+run, a metric's values per step, a run's round records, and the finished cells as
+:mod:`benchmark.compare` lines them up (:mod:`benchmark.tracking`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from benchmark import metric_names as names
+from benchmark.compare import CellRun, RoundPicks
+from benchmark.tracking.artifacts import downloaded
+from benchmark.tracking.states import STATE_FINISHED, STATE_SUPERSEDED, run_state
+
+
+def _paged_runs(
+    client: MlflowClient, experiment: str, query: str = "", order_by: list[str] | None = None
+) -> Iterator[Run]:
+    """Every run of the experiment with id ``experiment`` that ``query`` selects, in
+    ``order_by`` order (None: MLflow's default, newest first), fetched a page at a time."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=query,
+            max_results=1000,
+            order_by=order_by,
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def experiment_runs(client: MlflowClient, experiment: str) -> list[Run]:
+    """Every run of the experiment with id ``experiment``, newest first (MLflow's order)."""
+    return list(_paged_runs(client, experiment))
+
+
+def grid_run_list(
+    client: MlflowClient, grid_name: str, run_key: str | None = None
+) -> Iterator[Run]:
+    """Every run of a grid's experiment (of one run key if given), oldest first, paged."""
+    found = client.get_experiment_by_name(grid_name)
+    if found is None:
+        return
+    query = f"tags.run_key = '{run_key}'" if run_key else ""
+    yield from _paged_runs(client, found.experiment_id, query, ["attributes.start_time ASC"])
+
+
+def _newest_runs(
+    client: MlflowClient, grid_name: str, keep: Callable[[Run], bool]
+) -> dict[str, Run]:
+    """Per run key, the newest run of the grid's experiment that ``keep`` accepts."""
+    runs: dict[str, Run] = {}
+    for run in grid_run_list(client, grid_name):  # oldest first: the newest wins
+        if "run_key" in run.data.tags and keep(run):
+            runs[run.data.tags["run_key"]] = run
+    return runs
+
+
+def current_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
+    """Per run key, the run that status and resumption look at: the newest not superseded."""
+    return _newest_runs(client, grid_name, lambda run: run_state(run) != STATE_SUPERSEDED)
+
+
+def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
+    """Per run key, the newest finished run (what reports read): a forced re-run still in
+    progress does not hide the finished result it is to replace."""
+    return _newest_runs(client, grid_name, lambda run: run_state(run) == STATE_FINISHED)
+
+
+def metric_by_step(client: MlflowClient, run_id: str, metric: str) -> dict[int, float]:
+    """A metric's value per step in a run; where a step was logged more than once (a rerun
+    of a round, a re-report), the latest value wins."""
+    history = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.timestamp)
+    return {m.step: m.value for m in history}
+
+
+def round_records(client: MlflowClient, run_id: str) -> list[dict]:
+    """The run's ``rounds/round_<r>.json`` artifacts (:class:`asvp.pipelines.RoundRecord` as
+    :func:`CellLogger.log_round` wrote them), in round order; [] when it has none."""
+    if not client.list_artifacts(run_id, "rounds"):
+        return []
+    with downloaded(client, run_id, "rounds") as local:
+        records = [json.loads(path.read_text()) for path in local.glob("round_*.json")]
+    return sorted(records, key=lambda record: record["round"])
+
+
+def run_metric(client: MlflowClient, run: Run, name: str) -> dict[int, float]:
+    """:func:`metric_by_step` of metric ``name`` (:mod:`benchmark.metric_names`) as ``run``
+    logged it: under its section, or under the flat name of runs logged before the sections."""
+    return metric_by_step(client, run.info.run_id, names.logged_name(name, run.data.metrics))
+
+
+def finished_cell_runs(client: MlflowClient, grid_name: str) -> dict[str, CellRun]:
+    """Per run key, the grid's finished run (:func:`finished_runs`: the one reports read) with
+    its rounds' picks and its test-accuracy curve, as :mod:`benchmark.compare` lines them up."""
+    cells = {}
+    for key, run in finished_runs(client, grid_name).items():
+        run_id = run.info.run_id
+        rounds = tuple(
+            RoundPicks(record["round"], record["labels"], tuple(record["selected"]))
+            for record in round_records(client, run_id)
+        )
+        curve = run_metric(client, run, names.TEST_ACC)
+        cells[key] = CellRun(run.info.run_name, rounds, curve)
+    return cells

@@ -13,6 +13,8 @@ those above it:
 - :mod:`~benchmark.report.render`: the tables as CSV, Markdown and LaTeX (:func:`write_report`);
 - :mod:`~benchmark.report.figure_style`, :mod:`~benchmark.report.win_matrix` and
   :mod:`~benchmark.report.figures`: the PNG figures;
+- :mod:`~benchmark.report.model_scale`: the model-scale view (the paper's Figure 1) of a grid
+  that runs one dataset under several backbones;
 - :mod:`~benchmark.report.published` and :mod:`~benchmark.report.comparison`: the published
   values, logged to MLflow and compared with ours.
 
@@ -50,6 +52,14 @@ from benchmark.report.figures import (
     selection_points,
     selection_time_figure,
     write_figures,
+)
+from benchmark.report.model_scale import (
+    MODEL_SCALE_COLUMNS,
+    backbone_parameters,
+    model_scale_figure,
+    model_scale_table,
+    scale_entries,
+    write_model_scale,
 )
 from benchmark.report.published import (
     COLUMNS,
@@ -132,6 +142,7 @@ __all__ = [
     "GROUP_COLUMNS",
     "LP_FT_METHODS",
     "METRIC_UNITS",
+    "MODEL_SCALE_COLUMNS",
     "NOT_STATED",
     "PAIRED_COLUMNS",
     "PAIRED_NOTE",
@@ -157,6 +168,7 @@ __all__ = [
     "ReportError",
     "ReportTable",
     "accuracy_figure",
+    "backbone_parameters",
     "caption",
     "compare_published",
     "confidence_interval",
@@ -173,12 +185,15 @@ __all__ = [
     "make_report",
     "markdown_table",
     "marker",
+    "model_scale_figure",
+    "model_scale_table",
     "no_counterpart_note",
     "paired_test",
     "paired_tests",
     "published_counterparts",
     "published_metric_name",
     "read_curves",
+    "scale_entries",
     "seed_summaries",
     "selection_points",
     "selection_time_figure",
@@ -193,6 +208,7 @@ __all__ = [
     "within_noise",
     "write_comparison",
     "write_figures",
+    "write_model_scale",
     "write_report",
 ]
 
@@ -208,12 +224,14 @@ def make_report(
     a malformed published-values file).
 
     Writes ``table2.{csv,md,tex}``, ``discrepancy.{csv,md}`` (proxy cells), ``paired.csv``
-    (every paired test), ``figures/*.png``, ``published_comparison.{csv,md}`` (only for a
-    grid with a published counterpart, :func:`published_counterparts`; one line says so
-    otherwise); logs the per-seed metrics into each run and the published values
-    (``published_path``, default ``results/published/asvp-tmlr2024.csv``, skipped with a note
-    when an installation lacks it) into the MLflow experiment ``published``. The published
-    file is read first, so a malformed one stops the report before anything is written.
+    (every paired test), ``figures/*.png``, ``model_scale_<dataset>.{csv,md}`` (a dataset run
+    under several backbones, :mod:`~benchmark.report.model_scale`),
+    ``published_comparison.{csv,md}`` (only for a grid with a published counterpart,
+    :func:`published_counterparts`; one line says so otherwise); logs the per-seed metrics
+    into each run and the published values (``published_path``, default
+    ``results/published/asvp-tmlr2024.csv``, skipped with a note when an installation lacks
+    it) into the MLflow experiment ``published``. The published file is read first, so a
+    malformed one stops the report before anything is written.
     """
     try:
         published, path = _published_values(published_path)  # before anything is written
@@ -238,6 +256,7 @@ def make_report(
     proxy_hardware = hardware_counts(c.hardware for c in curves if c.discrepancy)
     print(write_report(grid, table, out_dir, discrepancy, paired, proxy_hardware))
     figures = write_figures(curves, summaries, discrepancy, out_dir / "figures", paired)
+    figures += write_model_scale(curves, summaries, out_dir)
     print(f"logged {log_summaries(client, summaries)} new per-seed metric values into the runs")
     if published is not None:
         print(log_published(client, published, path.name).describe())

@@ -41,6 +41,22 @@ class FineTuneConfig:
     SGD with momentum and Nesterov, separate learning rates for backbone and head, learning
     rate x0.1 at each milestone epoch. Official ImageNet setting: 50 epochs, lr 0.01 / 0.1,
     weight decay 1e-4, milestones 30 and 40, batch 128.
+
+    Beyond the paper, for large backbones on one GPU (:mod:`asvp.finetune_scale`); each is off
+    by default, which is the paper's recipe:
+
+    - ``micro_batch_size``: each batch of ``batch_size`` is split into micro-batches of at most
+      this many images whose gradients add up before the one optimiser step, so the effective
+      batch and the schedule stay the recipe's and activation memory is that of a micro-batch.
+      BatchNorm layers then normalise with micro-batch statistics (a BN network's result
+      changes); a LayerNorm ViT's changes only by the order of float additions.
+    - ``gradient_checkpointing``: timm's ``set_grad_checkpointing`` on the backbone while it is
+      fine-tuned (activations recomputed in the backward pass: less memory, about a third more
+      compute); only for backbones whose network has it (timm models).
+    - ``layer_decay``: layer-wise learning-rate decay of the backbone (BEiT; timm's
+      ``param_groups_layer_decay``): the last block keeps ``lr_backbone``, each earlier layer
+      gets x ``layer_decay`` more, the embeddings the smallest; the head keeps ``lr_head``.
+      Only for backbones whose network has timm's ``group_matcher``.
     """
 
     epochs: Count = 50
@@ -51,6 +67,9 @@ class FineTuneConfig:
     momentum: Momentum = 0.9
     milestones: Milestones = (30, 40)
     eval_batch_size: Count = 512
+    micro_batch_size: Count | None = None
+    gradient_checkpointing: bool = False
+    layer_decay: Annotated[float, Range(gt=0, le=1)] | None = None
 
 
 @dataclass(frozen=True)

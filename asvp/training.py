@@ -19,13 +19,16 @@ from asvp.config import FineTuneConfig, LinearProbeConfig, ProxyConfig
 from asvp.data import ImageSet
 from asvp.data.transforms import ImageTransform
 from asvp.features.extract import embedding_batches, extract_features, image_batches
-from asvp.loading import (
-    BatchOrder,
-    ImageBatchLoader,
-    MixedPrecision,
-    loader_workers,
-    prepare_model,
+from asvp.finetune_scale import (
+    AccumulatingPrecision,
+    FineTuneMeter,
+    FineTuneStats,
+    backbone_param_groups,
+    check_large_model_options,
+    gradient_checkpointing,
+    train_step,
 )
+from asvp.loading import BatchOrder, ImageBatchLoader, loader_workers, prepare_model
 from asvp.models.backbones import Backbone
 from asvp.models.heads import Classifier, ProxyMLP
 from asvp.pool import PoolFeatures
@@ -261,7 +264,36 @@ def fine_tune(
     device: torch.device,
     mixed_precision: bool = True,
 ) -> Classifier:
-    """Fine-tune ``backbone`` (all layers) with a new linear head on ``data[indices]``.
+    """The classifier of :func:`fine_tune_measured` (same arguments), without its costs."""
+    return fine_tune_measured(
+        backbone,
+        data,
+        indices,
+        method,
+        config,
+        linear_probe,
+        transform,
+        seed,
+        device,
+        mixed_precision,
+    )[0]
+
+
+def fine_tune_measured(
+    backbone: Backbone,
+    data: ImageSet,
+    indices: np.ndarray,
+    method: str,
+    config: FineTuneConfig,
+    linear_probe: LinearProbeConfig,
+    transform: ImageTransform,
+    seed: int,
+    device: torch.device,
+    mixed_precision: bool = True,
+) -> tuple[Classifier, FineTuneStats]:
+    """Fine-tune ``backbone`` (all layers) with a new linear head on ``data[indices]``; also
+    return what it cost (:class:`~asvp.finetune_scale.FineTuneStats`: training images per
+    second, peak GPU memory on CUDA).
 
     ``method`` is ``ft`` (full fine-tuning from a random head, official ``training_mode 2``)
     or ``lpft`` (linear probe first, then full fine-tuning from the probed head, Kumar et al.
@@ -276,9 +308,16 @@ def fine_tune(
     are channels-last and, unless ``mixed_precision`` is False, the forward pass runs under
     bfloat16 autocast (float16 with loss scaling on GPUs without bfloat16). On CPU it is the
     plain float32 loop. ``torch.compile`` is not used: it has not been measured to help here.
+
+    Large backbones (:mod:`asvp.finetune_scale`): ``config.micro_batch_size`` accumulates each
+    batch's gradients over micro-batches, ``config.gradient_checkpointing`` recomputes the
+    backbone's activations in the backward pass, ``config.layer_decay`` gives the backbone's
+    layers decaying learning rates; a backbone without what they need is refused here.
     """
     if method not in TRAIN_METHODS:
         raise ValueError(f"unknown train method {method!r}; expected one of {TRAIN_METHODS}")
+    check_large_model_options(backbone, config)
+    meter = FineTuneMeter(device)
     torch.manual_seed(seed)
     model = Classifier(backbone.network, backbone.num_features, data.num_classes).to(device)
     if method == "lpft":
@@ -286,7 +325,7 @@ def fine_tune(
     prepare_model(model, device)  # after the probe, whose extraction restores the layout
     optimizer = torch.optim.SGD(
         [
-            {"params": model.backbone.parameters(), "lr": config.lr_backbone},
+            *backbone_param_groups(model.backbone, config.lr_backbone, config.layer_decay),
             {"params": model.head.parameters(), "lr": config.lr_head},
         ],
         momentum=config.momentum,
@@ -295,7 +334,7 @@ def fine_tune(
     )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), 0.1)
     labels = torch.from_numpy(data.labels).to(device)
-    precision = MixedPrecision.for_device(device, mixed_precision)
+    precision = AccumulatingPrecision.for_device(device, mixed_precision)
     loader = ImageBatchLoader(
         data,
         indices,
@@ -307,14 +346,15 @@ def fine_tune(
         augment_seed=seed,
     )
     model.train()
-    with loader:
+    checkpointing = gradient_checkpointing(model.backbone, config.gradient_checkpointing)
+    with loader, checkpointing, meter.timing():
         for epoch in range(config.epochs):
             finite = torch.ones((), dtype=torch.bool, device=device)
             for images, rows in loader:
-                with precision.autocast():
-                    loss = F.cross_entropy(model(images), labels[rows])
-                optimizer.zero_grad(set_to_none=True)
-                precision.step(loss, optimizer)
+                loss = train_step(
+                    model, images, labels[rows], optimizer, precision, config.micro_batch_size
+                )
+                meter.images += len(rows)
                 finite &= torch.isfinite(loss)
             if not finite:  # one device sync per epoch, not per step
                 raise FloatingPointError(
@@ -324,7 +364,7 @@ def fine_tune(
                     f"({config.lr_head})"
                 )
             schedule.step()
-    return model.eval()
+    return model.eval(), meter.stats()
 
 
 def accuracy(probabilities: torch.Tensor, labels: np.ndarray) -> float:

@@ -2,7 +2,9 @@
 
 Every round fine-tunes a fresh copy of the pre-trained backbone (cold start, as the official
 code) on the labelled set; the result is timed as ``finetune`` and its test pass as
-``test_eval``. Whether that compute is sampling or evaluation is the pipeline's business
+``test_eval``, and it carries what the fine-tune cost (training images per second, peak GPU
+memory on CUDA: :class:`~asvp.finetune_scale.FineTuneStats`). Whether that compute is sampling
+or evaluation is the pipeline's business
 (:meth:`asvp.pipelines.base.Pipeline.finetune_is_sampling`).
 """
 
@@ -16,22 +18,24 @@ import torch
 from asvp.config import CellConfig
 from asvp.data import ImageSet, Split
 from asvp.features import extract_features
+from asvp.finetune_scale import FineTuneStats, check_large_model_options
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
 from asvp.pipelines.records import derive_seed
 from asvp.progress import Progress
 from asvp.recipe import resolve_transform
 from asvp.timing import PhaseTimer
-from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune
+from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune_measured
 
 
 @dataclass(frozen=True)
 class FineTuned:
-    """A classifier fine-tuned in this round and the backbone it was made from (fine-tuned in
-    place: its network is the classifier's)."""
+    """A classifier fine-tuned in this round, the backbone it was made from (fine-tuned in
+    place: its network is the classifier's) and what the fine-tune cost."""
 
     model: Classifier
     backbone: Backbone
+    stats: FineTuneStats | None = None
 
 
 class CellModels:
@@ -47,8 +51,12 @@ class CellModels:
         self.timer = timer
 
     def fresh_backbone(self) -> Backbone:
-        """A new copy of the pre-trained backbone."""
-        return load_backbone(self.config.backbone, **self.config.backbone_options)
+        """A new copy of the pre-trained backbone. The first one a cell loads is also where a
+        fine-tune setting the backbone cannot do (gradient checkpointing, layer decay) is
+        refused: before the cell extracts features or fine-tunes."""
+        backbone = load_backbone(self.config.backbone, **self.config.backbone_options)
+        check_large_model_options(backbone, self.config.finetune)
+        return backbone
 
     def pool_features(self, backbone: Backbone) -> torch.Tensor:
         """``backbone``'s features of every pool row, with progress on stderr (untimed here:
@@ -68,7 +76,7 @@ class CellModels:
         """Fine-tune a fresh backbone on the ``labeled`` pool rows with ``method``."""
         backbone = self.fresh_backbone()
         with self.timer.phase("finetune"):
-            model = fine_tune(
+            model, stats = fine_tune_measured(
                 backbone,
                 self.split.pool,
                 labeled,
@@ -79,7 +87,7 @@ class CellModels:
                 derive_seed(self.config.seed, round_index, "finetune"),
                 self.device,
             )
-        return FineTuned(model, backbone)
+        return FineTuned(model, backbone, stats)
 
     def test_accuracy(self, tuned: FineTuned) -> float:
         """Top-1 accuracy of ``tuned`` on the test split."""

@@ -6,7 +6,9 @@ replayed exactly.
 
 Every phase is timed. Compute needed to make selections is *sampling* compute (charged in the
 total cost); compute only done to measure accuracy is *evaluation* compute, reported apart;
-the selection-discrepancy analysis is neither (:func:`round_record`).
+the selection-discrepancy analysis is neither (:func:`round_record`). A round also records what
+its fine-tune cost (:class:`~asvp.finetune_scale.FineTuneStats`), so that a bigger model's
+higher cost can be read as its throughput and memory.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from asvp.discrepancy import SelectionDiscrepancy
+from asvp.finetune_scale import FineTuneStats
 from asvp.trigger import UpdateDecision
 
 ALWAYS_SAMPLING = ("extract_features", "update_extract", "indicator", "proxy_train", "pool_score")
@@ -29,7 +32,8 @@ ANALYSIS_PHASES = ("analysis",)
 
 @dataclass
 class RoundRecord:
-    """What one round did and measured. ``labels`` is the evaluation budget (MLflow step)."""
+    """What one round did and measured. ``labels`` is the evaluation budget (MLflow step);
+    ``finetune`` what the round's fine-tune cost (None in records saved before it was kept)."""
 
     round: int
     labels: int
@@ -44,6 +48,7 @@ class RoundRecord:
     model_selected: list[int] | None = None  # what the fine-tuned model would have selected
     discrepancy: SelectionDiscrepancy | None = None
     finished_at_ms: int = 0  # wall-clock end of the round (Unix ms): its metrics' timestamp
+    finetune: FineTuneStats | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RoundRecord:
@@ -53,6 +58,8 @@ class RoundRecord:
             fields["indicator"] = UpdateDecision(**fields["indicator"])
         if fields.get("discrepancy") is not None:
             fields["discrepancy"] = SelectionDiscrepancy(**fields["discrepancy"])
+        if fields.get("finetune") is not None:
+            fields["finetune"] = FineTuneStats(**fields["finetune"])
         return cls(**fields)
 
     def summary(self, rounds: int) -> str:
@@ -102,10 +109,12 @@ def round_record(
     selected: np.ndarray,
     feature_version: int,
     decision: UpdateDecision | None,
+    finetune: FineTuneStats | None = None,
 ) -> RoundRecord:
     """The round's record, its phases' ``seconds`` split into sampling, evaluation and
     analysis compute; the fine-tune is sampling compute when ``finetune_is_sampling``
-    (:meth:`asvp.pipelines.base.Pipeline.finetune_is_sampling`)."""
+    (:meth:`asvp.pipelines.base.Pipeline.finetune_is_sampling`); ``finetune`` is what the
+    round's fine-tune cost."""
     sampling_phases = set(ALWAYS_SAMPLING) | {"select"}
     if finetune_is_sampling:
         sampling_phases.add("finetune")
@@ -123,4 +132,5 @@ def round_record(
         selected=selected.tolist(),
         feature_version=feature_version,
         indicator=decision,
+        finetune=finetune,
     )

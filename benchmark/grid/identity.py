@@ -14,6 +14,13 @@ alike. It used to be decided by the executor (a local cell got ``cores // max_pa
 threads, a SLURM job its ``cpus_per_task``), so the same key stood for different numbers.
 Adding the section changed every run key without a :data:`RESULTS_VERSION` bump: the code's
 results did not change, the key's content did.
+
+The fine-tune settings for large backbones (:data:`FINETUNE_SET_ONLY`: ``micro_batch_size``,
+``gradient_checkpointing``, ``layer_decay``; :mod:`asvp.finetune_scale`) enter the ``finetune``
+section of the key only when set to a value other than their default (off: the paper's
+recipe), so every run key made before they existed stays what it was. Set, they are part of it:
+each can change a cell's numbers (BatchNorm on micro-batch statistics, running statistics
+updated twice under checkpointing, other learning rates).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from asvp.config import CellConfig
+from asvp.config import CellConfig, FineTuneConfig
 from asvp.hashing import file_sha256
 from asvp.pipelines import get_pipeline
 from asvp.recipe import resolve_transform
@@ -36,6 +43,9 @@ from asvp.recipe import resolve_transform
 # 2: ASVP's re-extracted features are float16, as the stored ones; 3: the official training
 # augmentation and the backbones' own input configurations (asvp.recipe)
 RESULTS_VERSION: int = 3
+
+FINETUNE_SET_ONLY = ("micro_batch_size", "gradient_checkpointing", "layer_decay")
+"""Fields of :class:`asvp.config.FineTuneConfig` in the run key only when not at their default."""
 
 
 def strategy_label(name: str, options: dict[str, Any]) -> str:
@@ -52,7 +62,8 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
     Every cell: dataset, dataset_options, backbone, the resolved image transform
     (:func:`asvp.recipe.resolve_transform`: the backbone's inputs with the grid's overrides and
     the training augmentation), pipeline, strategy, train_method, seed, budgets, finetune and
-    compute; strategy_options and backbone_options when given; plus the
+    compute (``finetune`` without the :data:`FINETUNE_SET_ONLY` fields left at their default);
+    strategy_options and backbone_options when given; plus the
     sections its pipeline says it uses (:meth:`asvp.pipelines.Pipeline.run_key_sections`:
     linear_probe when the train method is ``lpft`` or ``auto``, proxy and discrepancy_analysis
     for ``svpp`` and ``asvp``, trigger for ``asvp`` only). Sections a cell does not use are
@@ -74,7 +85,7 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
         "train_method": config.train_method,
         "seed": config.seed,
         "budgets": config.budgets,
-        "finetune": dataclasses.asdict(config.finetune),
+        "finetune": _finetune_section(config.finetune),
         "compute": dataclasses.asdict(config.compute),
     }
     if config.backbone_options:
@@ -83,6 +94,16 @@ def scientific_config(config: CellConfig) -> dict[str, Any]:
         resolved["strategy_options"] = _named_by_content(config.strategy_options, "order")
     resolved.update(get_pipeline(config.pipeline).scientific_sections(config))
     return json_ready(resolved)
+
+
+def _finetune_section(finetune: FineTuneConfig) -> dict[str, Any]:
+    """``finetune`` as data, the :data:`FINETUNE_SET_ONLY` fields only when not default."""
+    default = FineTuneConfig()
+    section = dataclasses.asdict(finetune)
+    for name in FINETUNE_SET_ONLY:
+        if section[name] == getattr(default, name):
+            del section[name]
+    return section
 
 
 def _named_by_file_name(options: dict[str, Any], name: str) -> dict[str, Any]:

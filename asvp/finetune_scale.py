@@ -16,14 +16,14 @@ applies them with the pieces below:
 :func:`check_large_model_options` refuses a backbone that lacks what a setting needs, naming
 it, when the cell loads it. :class:`FineTuneMeter` measures every fine-tune (training images per
 second and, on CUDA, peak GPU memory; :class:`FineTuneStats`), which each round records, so a
-user sees why a bigger model costs more.
+user sees why a bigger model costs more (:class:`asvp.pipelines.models.CellModels` passes one to
+every fine-tune).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from torch import nn
 from asvp.config import FineTuneConfig
 from asvp.loading import MixedPrecision
 from asvp.models.registry import Backbone
+from asvp.timing import PhaseTimer
 
 GIB = 2**30
 
@@ -60,40 +61,31 @@ class FineTuneStats:
 class FineTuneMeter:
     """Counts a fine-tune's training images and times its epochs on ``device``.
 
-    Made at the start of the fine-tune: on CUDA it resets the device's peak-memory statistics
-    then (``torch.cuda.reset_peak_memory_stats``), and :meth:`stats` reads their maximum
-    (``torch.cuda.max_memory_allocated``). :meth:`timing` synchronises the device on entry and
-    exit, so the seconds hold the kernels the epochs launched.
+    Make one right before the fine-tune and pass it to :func:`asvp.training.fine_tune`: on
+    CUDA it resets the device's peak-memory statistics when made
+    (``torch.cuda.reset_peak_memory_stats``), and :meth:`stats` reads their maximum
+    (``torch.cuda.max_memory_allocated``). :meth:`timing` is a
+    :class:`~asvp.timing.PhaseTimer` phase: on CUDA the seconds hold the kernels the epochs
+    launched.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.images = 0
-        self.seconds = 0.0
+        self._timer = PhaseTimer(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    @contextmanager
-    def timing(self) -> Iterator[None]:
-        """Add the wall seconds spent inside the block to :attr:`seconds`."""
-        self._synchronize()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._synchronize()
-            self.seconds += time.perf_counter() - start
+    def timing(self) -> AbstractContextManager:
+        """Add the wall seconds spent inside the block to the training seconds."""
+        return self._timer.phase("train")
 
     def stats(self) -> FineTuneStats:
         """The measurements so far."""
         peak = None
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / GIB
-        return FineTuneStats(self.images, self.seconds, peak)
+        return FineTuneStats(self.images, self._timer.seconds["train"], peak)
 
 
 def check_large_model_options(backbone: Backbone, config: FineTuneConfig) -> None:

@@ -22,7 +22,6 @@ from asvp.features.extract import embedding_batches, extract_features, image_bat
 from asvp.finetune_scale import (
     AccumulatingPrecision,
     FineTuneMeter,
-    FineTuneStats,
     backbone_param_groups,
     check_large_model_options,
     gradient_checkpointing,
@@ -263,37 +262,9 @@ def fine_tune(
     seed: int,
     device: torch.device,
     mixed_precision: bool = True,
+    meter: FineTuneMeter | None = None,
 ) -> Classifier:
-    """The classifier of :func:`fine_tune_measured` (same arguments), without its costs."""
-    return fine_tune_measured(
-        backbone,
-        data,
-        indices,
-        method,
-        config,
-        linear_probe,
-        transform,
-        seed,
-        device,
-        mixed_precision,
-    )[0]
-
-
-def fine_tune_measured(
-    backbone: Backbone,
-    data: ImageSet,
-    indices: np.ndarray,
-    method: str,
-    config: FineTuneConfig,
-    linear_probe: LinearProbeConfig,
-    transform: ImageTransform,
-    seed: int,
-    device: torch.device,
-    mixed_precision: bool = True,
-) -> tuple[Classifier, FineTuneStats]:
-    """Fine-tune ``backbone`` (all layers) with a new linear head on ``data[indices]``; also
-    return what it cost (:class:`~asvp.finetune_scale.FineTuneStats`: training images per
-    second, peak GPU memory on CUDA).
+    """Fine-tune ``backbone`` (all layers) with a new linear head on ``data[indices]``.
 
     ``method`` is ``ft`` (full fine-tuning from a random head, official ``training_mode 2``)
     or ``lpft`` (linear probe first, then full fine-tuning from the probed head, Kumar et al.
@@ -312,12 +283,15 @@ def fine_tune_measured(
     Large backbones (:mod:`asvp.finetune_scale`): ``config.micro_batch_size`` accumulates each
     batch's gradients over micro-batches, ``config.gradient_checkpointing`` recomputes the
     backbone's activations in the backward pass, ``config.layer_decay`` gives the backbone's
-    layers decaying learning rates; a backbone without what they need is refused here.
+    layers decaying learning rates; a backbone without what they need is refused here. A
+    ``meter`` (:class:`~asvp.finetune_scale.FineTuneMeter`, made right before the call) counts
+    the training images and times the epochs; it measures peak GPU memory from its making
+    (without one, a meter of its own resets the device's peak-memory statistics all the same).
     """
     if method not in TRAIN_METHODS:
         raise ValueError(f"unknown train method {method!r}; expected one of {TRAIN_METHODS}")
     check_large_model_options(backbone, config)
-    meter = FineTuneMeter(device)
+    meter = meter if meter is not None else FineTuneMeter(device)
     torch.manual_seed(seed)
     model = Classifier(backbone.network, backbone.num_features, data.num_classes).to(device)
     if method == "lpft":
@@ -364,7 +338,7 @@ def fine_tune_measured(
                     f"({config.lr_head})"
                 )
             schedule.step()
-    return model.eval(), meter.stats()
+    return model.eval()
 
 
 def accuracy(probabilities: torch.Tensor, labels: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from asvp.data.images import ArrayImageSet
 from asvp.data.transforms import ImageTransform, InputConfig
 from asvp.finetune_scale import (
     AccumulatingPrecision,
+    FineTuneMeter,
     FineTuneStats,
     backbone_param_groups,
     check_large_model_options,
@@ -27,7 +28,7 @@ from asvp.pipelines.models import CellModels
 from asvp.pipelines.records import RoundRecord, round_record
 from asvp.recipe import resolve_transform
 from asvp.timing import PhaseTimer
-from asvp.training import fine_tune, fine_tune_measured
+from asvp.training import fine_tune
 from benchmark import metric_names as names
 from benchmark.grid.identity import FINETUNE_SET_ONLY, run_key, scientific_config
 
@@ -145,8 +146,8 @@ def images(count: int = 12) -> ArrayImageSet:
 
 def tune(backbone: Backbone, **settings) -> tuple[Classifier, FineTuneStats]:
     config = FineTuneConfig(epochs=2, batch_size=6, milestones=(), **settings)
-    data = images()
-    return fine_tune_measured(
+    data, meter = images(), FineTuneMeter(CPU)
+    model = fine_tune(
         backbone,
         data,
         np.arange(len(data)),
@@ -156,7 +157,9 @@ def tune(backbone: Backbone, **settings) -> tuple[Classifier, FineTuneStats]:
         ImageTransform(INPUT),
         seed=0,
         device=CPU,
+        meter=meter,
     )
+    return model, meter.stats()
 
 
 def test_fine_tune_with_every_setting_keeps_the_recipe_on_a_vit(monkeypatch):
@@ -208,11 +211,13 @@ def test_fine_tune_measures_images_per_second_and_no_memory_on_cpu():
     assert not model.training
 
 
-def test_fine_tune_is_the_measured_fine_tunes_model():
+def test_a_meter_does_not_change_the_fine_tune():
     data, config = images(), FineTuneConfig(epochs=1, batch_size=6, milestones=())
     arguments = (np.arange(len(data)), "ft", config, LinearProbeConfig(), ImageTransform(INPUT))
     plain = fine_tune(vit_backbone(), data, *arguments, seed=0, device=CPU)
-    measured, _ = fine_tune_measured(vit_backbone(), data, *arguments, seed=0, device=CPU)
+    measured = fine_tune(
+        vit_backbone(), data, *arguments, seed=0, device=CPU, meter=FineTuneMeter(CPU)
+    )
     assert all(
         torch.equal(a, b) for a, b in zip(plain.parameters(), measured.parameters(), strict=True)
     )

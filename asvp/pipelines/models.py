@@ -18,14 +18,14 @@ import torch
 from asvp.config import CellConfig
 from asvp.data import ImageSet, Split
 from asvp.features import extract_features
-from asvp.finetune_scale import FineTuneStats, check_large_model_options
+from asvp.finetune_scale import FineTuneMeter, FineTuneStats, check_large_model_options
 from asvp.models.backbones import Backbone, load_backbone
 from asvp.models.heads import Classifier
 from asvp.pipelines.records import derive_seed
 from asvp.progress import Progress
 from asvp.recipe import resolve_transform
 from asvp.timing import PhaseTimer
-from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune_measured
+from asvp.training import ModelOutputs, accuracy, classifier_outputs, fine_tune
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class CellModels:
         """Fine-tune a fresh backbone on the ``labeled`` pool rows with ``method``."""
         backbone = self.fresh_backbone()
         with self.timer.phase("finetune"):
-            model, stats = fine_tune_measured(
+            meter = FineTuneMeter(self.device)
+            model = fine_tune(
                 backbone,
                 self.split.pool,
                 labeled,
@@ -86,8 +87,9 @@ class CellModels:
                 self.transform,
                 derive_seed(self.config.seed, round_index, "finetune"),
                 self.device,
+                meter=meter,
             )
-        return FineTuned(model, backbone, stats)
+        return FineTuned(model, backbone, meter.stats())
 
     def test_accuracy(self, tuned: FineTuned) -> float:
         """Top-1 accuracy of ``tuned`` on the test split."""

@@ -20,6 +20,8 @@ Nothing here reads data or weights, so a grid's run keys can hold the resolved t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from asvp.config import CellConfig, TransformConfig
 from asvp.data import dataset_images
@@ -45,10 +47,16 @@ def official_augmentation(images: DatasetImages, size: int) -> Augmentation:
     return Augmentation("random_resized_crop", flip=images.flip)
 
 
-def input_config(dataset: str, backbone: str, transform: TransformConfig) -> InputConfig:
+def input_config(
+    dataset: str,
+    backbone: str,
+    transform: TransformConfig,
+    backbone_options: Mapping[str, Any] | None = None,
+) -> InputConfig:
     """The backbone's declared inputs for ``dataset`` (its statistics where the backbone
-    normalises with them), with ``transform``'s overrides."""
-    declared = backbone_input(backbone)
+    normalises with them), with ``transform``'s overrides. ``backbone_options`` are the
+    cell's: the ``timm`` backbone's inputs are its ``model``'s pretrained config."""
+    declared = backbone_input(backbone, backbone_options)
     config = declared.config
     statistics = dataset_images(dataset).statistics
     if declared.dataset_statistics and statistics is not None:
@@ -64,7 +72,9 @@ def input_config(dataset: str, backbone: str, transform: TransformConfig) -> Inp
 def resolve_transform(config: CellConfig) -> ImageTransform:
     """The image transform of the cell ``config``: its input configuration and, with
     ``augment: official``, :func:`official_augmentation`."""
-    inputs = input_config(config.dataset, config.backbone, config.transform)
+    inputs = input_config(
+        config.dataset, config.backbone, config.transform, config.backbone_options
+    )
     if config.transform.augment == "none":
         return ImageTransform(inputs, NO_AUGMENTATION)
     images = dataset_images(config.dataset)

@@ -135,17 +135,18 @@ def _datasets() -> list[dict[str, Any]]:
 
 
 def _backbones() -> list[dict[str, Any]]:
-    from asvp.models.backbones import available_backbones, backbone_input
-    from asvp.models.registry import registered_backbone
+    from asvp.models.backbones import available_backbones
+    from asvp.models.registry import backbone_remedy, describe_rule, registered_backbone
 
     def entry(name: str) -> dict[str, Any]:
-        registered, declared = registered_backbone(name), backbone_input(name)
+        registered = registered_backbone(name)
+        declared = registered.input_config
         return {
             "name": name,
             "description": _summary(registered.factory),
-            "input": _plain(vars(declared.config)),
-            "dataset_statistics": declared.dataset_statistics,
-            "checkpoint": registered.remedy or "embedded (no file needed)",
+            "input": describe_rule(declared) if callable(declared) else _plain(vars(declared)),
+            "dataset_statistics": registered.dataset_statistics,
+            "checkpoint": backbone_remedy(name) or "embedded (no file needed)",
             "options": _options(registered.options),
         }
 

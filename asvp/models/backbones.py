@@ -18,7 +18,7 @@ mapping in :mod:`asvp.models.checkpoints`.
 
 from __future__ import annotations
 
-from asvp.models import clip, resnet  # noqa: F401  (importing registers their backbones)
+from asvp.models import clip, resnet, timm_backbone  # noqa: F401  (importing registers their backbones)
 from asvp.models.checkpoints import CheckpointFormatError, CheckpointNotFoundError
 from asvp.models.efficientnet_lite import (
     EFFICIENTNET_LITE0_INPUT,

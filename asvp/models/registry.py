@@ -6,9 +6,15 @@ without default is required, its annotation (``bool``, ``str``, ``Literal[...]``
 ``Annotated`` ranges) restricts the values, and a parameter named ``checkpoint`` (annotated
 ``Path``) is the weights file the user provides. The grid's
 ``backbone: {name: ..., checkpoint: ..., ...}`` mapping (minus ``name``) is passed as options.
-Options are checked from the signature alone (:func:`check_backbone_options`), so a grid can be
-validated without reading any checkpoint; :func:`backbone_checkpoint` resolves the file for
-the preflight and raises :class:`CheckpointNotFoundError` with where to get it.
+Options are checked from the signature alone (:func:`check_backbone_options`), plus the
+backbone's own ``check`` of their values where the signature cannot say it (the ``timm``
+backbone: is ``model`` a timm model name?), so a grid can be validated without reading any
+checkpoint; :func:`backbone_checkpoint` resolves the file for the preflight and raises
+:class:`CheckpointNotFoundError` with where to get it.
+
+A backbone's inputs and remedy are fixed at registration for a network of one architecture;
+a backbone that builds many (``timm``) registers functions of its options instead, read by
+:func:`backbone_input` and :func:`backbone_remedy` when given the options.
 
 Use this module through :mod:`asvp.models.backbones`, which imports every backbone module
 and so fills the registry. Neither module imports timm or torchvision: the factories do, when
@@ -23,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -65,18 +71,31 @@ class BackboneInput:
 
 
 Factory = Callable[..., Backbone]
+T = TypeVar("T")
+OptionsRule = Callable[[Mapping[str, Any]], T]
+"""A function of a backbone's canonical options (:func:`check_backbone_options`)."""
 
 
 @dataclass(frozen=True)
 class RegisteredBackbone:
     """What :func:`register_backbone` recorded for a name: the factory, its declared options,
-    the remedy printed when its checkpoint is missing (None: the weights are embedded) and the
-    inputs it was pre-trained with."""
+    the remedy printed when its checkpoint is missing (None: the weights are embedded), the
+    inputs it was pre-trained with (or the function of its options that says them) and its
+    own check of option values."""
 
     factory: Factory
     options: dict[str, Option]
-    remedy: str | None
-    input: BackboneInput
+    remedy: str | OptionsRule[str] | None
+    input_config: InputConfig | OptionsRule[InputConfig]
+    dataset_statistics: bool = False
+    check: OptionsRule[None] | None = None
+
+    @property
+    def input(self) -> BackboneInput:
+        """The inputs of a backbone that declares them whatever its options."""
+        if callable(self.input_config):
+            raise ValueError(f"{self.factory.__name__}: its inputs depend on its options")
+        return BackboneInput(self.input_config, self.dataset_statistics)
 
 
 _REGISTRY: dict[str, RegisteredBackbone] = {}
@@ -86,9 +105,10 @@ _TEMPLATES: OrderedDict[tuple, Backbone] = OrderedDict()
 def register_backbone(
     name: str,
     *,
-    input_config: InputConfig,
+    input_config: InputConfig | OptionsRule[InputConfig],
     dataset_statistics: bool = False,
-    remedy: str | None = None,
+    remedy: str | OptionsRule[str] | None = None,
+    check: OptionsRule[None] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register ``factory(**options) -> Backbone`` under ``name``.
 
@@ -96,6 +116,10 @@ def register_backbone(
     fraction, mean, std), as timm's ``pretrained_cfg`` travels with a timm model; with
     ``dataset_statistics`` it normalises with the dataset's own statistics instead.
     ``remedy`` says where to get the checkpoint; required when the factory takes one.
+    Where they depend on the options (one registration for many architectures), both may be
+    functions of the canonical options; their docstrings' first lines describe them in
+    ``asvp-bench list``. ``check(options)`` checks what the option types cannot (raising
+    :class:`~asvp.options.OptionsError`); it runs at grid validation, so it reads no file.
     """
 
     def decorate(factory: Factory) -> Factory:
@@ -106,7 +130,7 @@ def register_backbone(
         if CHECKPOINT_OPTION in options and not remedy:
             raise TypeError(f"backbone {name!r} takes a checkpoint: say where to get it")
         _REGISTRY[name] = RegisteredBackbone(
-            factory, options, remedy, BackboneInput(input_config, dataset_statistics)
+            factory, options, remedy, input_config, dataset_statistics, check
         )
         return factory
 
@@ -126,9 +150,36 @@ def registered_backbone(name: str) -> RegisteredBackbone:
     return _REGISTRY[name]
 
 
-def backbone_input(name: str) -> BackboneInput:
-    """The inputs the named backbone expects (declared at registration; reads nothing)."""
-    return registered_backbone(name).input
+def backbone_input(name: str, options: Mapping[str, Any] | None = None) -> BackboneInput:
+    """The inputs the named backbone expects (declared at registration; reads no file).
+
+    ``options`` (the grid's, checked here) matter only to a backbone whose inputs depend on
+    them (``timm``: its ``model``'s pretrained config); for it they are required.
+    """
+    registered = registered_backbone(name)
+    if not callable(registered.input_config):
+        return registered.input
+    if options is None:
+        raise ValueError(f"backbone {name!r}: its inputs depend on its options; pass them")
+    config = registered.input_config(check_backbone_options(name, options))
+    return BackboneInput(config, registered.dataset_statistics)
+
+
+def backbone_remedy(name: str, options: Mapping[str, Any] | None = None) -> str | None:
+    """Where to get the named backbone's checkpoint (None: its weights are embedded);
+    for a backbone whose remedy depends on its options, for those ``options`` (checked
+    here), or the rule's description without them."""
+    remedy = registered_backbone(name).remedy
+    if remedy is None or isinstance(remedy, str):
+        return remedy
+    if options is None:
+        return describe_rule(remedy)
+    return remedy(check_backbone_options(name, options))
+
+
+def describe_rule(rule: Callable[..., Any]) -> str:
+    """The first line of a registered function's docstring: what it computes, in words."""
+    return (rule.__doc__ or rule.__name__).strip().split("\n", 1)[0]
 
 
 def backbone_option_names(name: str) -> set[str]:
@@ -140,10 +191,11 @@ def check_backbone_options(name: str, options: Mapping[str, Any]) -> dict[str, A
     """The canonical options (defaults filled in, file paths resolved, as strings).
 
     Raises ValueError (:class:`~asvp.options.OptionsError`) naming the backbone and, for each
-    unknown, missing or invalid option, its value and what is expected. Reads no file: it
-    runs at grid validation.
+    unknown, missing or invalid option (by its type, or by the backbone's own ``check``), its
+    value and what is expected. Reads no file: it runs at grid validation.
     """
-    declared = registered_backbone(name).options
+    registered = registered_backbone(name)
+    declared = registered.options
     checked = check_options(declared, options, f"backbone {name!r}")
     canonical = {}
     for key, option in declared.items():
@@ -153,6 +205,8 @@ def check_backbone_options(name: str, options: Mapping[str, Any]) -> dict[str, A
             canonical[key] = str(Path(checked[key]).expanduser().resolve())
         else:
             canonical[key] = checked[key]
+    if registered.check is not None:
+        registered.check(canonical)
     return canonical
 
 
@@ -166,7 +220,7 @@ def backbone_checkpoint(name: str, options: Mapping[str, Any]) -> Path | None:
         return None
     path = Path(canonical[CHECKPOINT_OPTION])
     if not path.is_file():
-        raise CheckpointNotFoundError(name, path, registered_backbone(name).remedy or "")
+        raise CheckpointNotFoundError(name, path, backbone_remedy(name, canonical) or "")
     return path
 
 

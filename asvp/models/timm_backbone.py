@@ -12,8 +12,9 @@ file holding its weights::
 - **Inputs**: timm's pretrained config of ``model`` (``timm.get_pretrained_cfg``, read without
   building the network): input size, interpolation, ``crop_pct``, mean and std; a grid's
   ``transform`` section overrides any of them (:mod:`asvp.recipe`). The test transform crops
-  at the centre whatever the config's ``crop_mode`` (in timm 1.0.31, 131 of 1,826 pretrained configs
-  say ``squash``, 6 ``border``); a model whose input is not square is refused.
+  at the centre whatever the config's ``crop_mode`` (in timm 1.0.31, 131 of its 1,826
+  pretrained configs say ``squash``, 6 ``border``); a model whose input is not square is
+  refused.
 - **Weights**: a timm state dict (the ``model.safetensors`` of the model's Hugging Face repo,
   ``hf.co/<hf_hub_id>``), as safetensors or a torch file, at the top level or under
   ``state_dict`` or ``model``. The network is ``timm.create_model(model, pretrained=False,

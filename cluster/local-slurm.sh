@@ -21,6 +21,12 @@
 #   LOCAL_SLURM_FORCE=1  overwrite an /etc/slurm/slurm.conf that this script did not generate.
 #   UP_TIMEOUT=60        seconds to wait for each daemon / for the node to become idle.
 #   SLURM_CRED_EXPIRE=10 AuthInfo=cred_expire (>= 5): a requeued job waits this long + 1 s.
+#   LOCAL_SLURM_CPUS=    CPUs the node declares (empty: what `slurmd -C` finds).  More than the host
+#                        has oversubscribes its cores (SlurmdParameters=config_overrides): many small
+#                        jobs at once, as on a bigger node, each slower.
+#   LOCAL_SLURM_MAX_ARRAY_SIZE=1001  MaxArraySize (Slurm's default 1001): array task indices must be
+#                        below it, so an array holds at most this many tasks; 0 disables arrays.
+# Changing a switch rewrites slurm.conf and restarts slurmctld and slurmd (jobs stay queued).
 #
 # `status` exits 0 when the node is up and usable (idle/mix/alloc), 1 otherwise.
 #
@@ -60,6 +66,8 @@ readonly DB_USER=slurm
 WITH_ACCOUNTING=${WITH_ACCOUNTING:-1}
 UP_TIMEOUT=${UP_TIMEOUT:-60}
 CRED_EXPIRE=${SLURM_CRED_EXPIRE:-10}
+NODE_CPUS=${LOCAL_SLURM_CPUS:-}
+MAX_ARRAY_SIZE=${LOCAL_SLURM_MAX_ARRAY_SIZE:-1001}
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[local-slurm] %s\n' "$*" >&2; }
@@ -168,6 +176,10 @@ node_line() {
     real_mb=$((mem_kb * 85 / 100 / 1024))
     # slurmd -C names the node after `hostname`; force the short name.
     line=$(sed -E "s/^NodeName=[^ ]+/NodeName=$host/; s/RealMemory=[0-9]+/RealMemory=$real_mb/" <<<"$line")
+    if [[ -n $NODE_CPUS ]]; then # declared CPUs: one socket of that many single-thread cores
+        line=$(sed -E "s/ (CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=[0-9]+//g" <<<"$line")
+        line=$(sed -E "s/^(NodeName=[^ ]+)/\1 CPUs=$NODE_CPUS SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1/" <<<"$line")
+    fi
     [[ $line == *RealMemory=* ]] || line+=" RealMemory=$real_mb"
     # a host name that does not resolve: talk over loopback
     getent hosts "$host" >/dev/null || line+=" NodeAddr=127.0.0.1"
@@ -218,6 +230,9 @@ Waittime=0
 # to backfill"); the periodic full-queue pass of the main scheduler does, by default every 60 s:
 # run it every 2 s (cheap on one node).  This also starts new batch jobs within ~2 s.
 SchedulerType=sched/backfill
+MaxArraySize=$MAX_ARRAY_SIZE
+$([[ -z $NODE_CPUS ]] || echo "# the node declares $NODE_CPUS CPUs (LOCAL_SLURM_CPUS): slurmd takes them as configured
+SlurmdParameters=config_overrides")
 SchedulerParameters=sched_interval=2,bf_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -420,6 +435,12 @@ cmd_up() {
     [[ $WITH_ACCOUNTING == 0 || $WITH_ACCOUNTING == 1 ]] || die "WITH_ACCOUNTING must be 0 or 1"
     if ! [[ $CRED_EXPIRE =~ ^[0-9]+$ ]] || ((CRED_EXPIRE < 5)); then
         die "SLURM_CRED_EXPIRE must be an integer >= 5"
+    fi
+    if [[ -n $NODE_CPUS ]] && { ! [[ $NODE_CPUS =~ ^[0-9]+$ ]] || ((NODE_CPUS < 1)); }; then
+        die "LOCAL_SLURM_CPUS must be empty or an integer >= 1, got '$NODE_CPUS'"
+    fi
+    if ! [[ $MAX_ARRAY_SIZE =~ ^[0-9]+$ ]] || ((MAX_ARRAY_SIZE > 4000001)); then
+        die "LOCAL_SLURM_MAX_ARRAY_SIZE must be an integer in [0, 4000001], got '$MAX_ARRAY_SIZE'"
     fi
     install_packages
     prepare_dirs

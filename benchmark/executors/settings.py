@@ -24,6 +24,9 @@ class ExecutorSettings:
     ``max_parallel`` (local): cells run at once; None means the number of CPU cores. The other
     fields are the slurm executor's sbatch settings (None: not requested, the cluster's
     default); ``sbatch`` passes any other option by its long name without ``--``.
+    ``array_parallelism``: the most tasks of one job array that SLURM runs at once (sbatch's
+    ``--array=...%N``); a grid with more cells than the cluster's ``MaxArraySize`` is queued as
+    several arrays, each throttled to it on its own.
     """
 
     kind: ExecutorKind = "local"

@@ -1,6 +1,8 @@
 """The ``slurm`` executor: the cells as SLURM job arrays through submitit, one array per set of
-resources (datasets may set their own: ``datasets[i].executor``); ``submit`` returns once the
-arrays are queued. Jobs log to ``<state_dir>/<grid>/slurm/``.
+resources (datasets may set their own: ``datasets[i].executor``), split into arrays the cluster
+accepts (its ``MaxArraySize``: :func:`array_chunks`), each throttled to ``array_parallelism``
+tasks at once; ``submit`` returns once the arrays are queued. Jobs log to
+``<state_dir>/<grid>/slurm/``.
 
 What only SLURM needs lives here too: its sbatch parameters, its preflight (``sbatch`` on this
 machine, the partitions known to ``sinfo``, no SQLite store shared by nodes unless the grid
@@ -10,10 +12,11 @@ ended).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import submitit
 
@@ -27,7 +30,9 @@ if TYPE_CHECKING:
     from benchmark.executors.job import CellJob
     from benchmark.executors.settings import ExecutorSettings
 
-__all__ = ["SlurmExecutor", "job_states"]
+__all__ = ["SlurmExecutor", "array_chunks", "job_states", "max_array_size"]
+
+_T = TypeVar("_T")
 
 # SLURM job states (squeue %T, sacct State) that still lead to the cell being run
 _WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
@@ -49,9 +54,11 @@ class SlurmExecutor(Executor):
         for job in jobs:
             settings = self.grid.executor_for(job.cell.dataset_label, self.settings)
             groups.setdefault(repr(settings), (settings, []))[1].append(job)
+        largest = max_array_size()
         submissions = []
         for settings, members in groups.values():
-            submissions += self._submit_array(client, settings, members, report)
+            for chunk in array_chunks(members, largest):
+                submissions += self._submit_array(client, settings, chunk, report)
         return submissions
 
     def _submit_array(
@@ -61,6 +68,8 @@ class SlurmExecutor(Executor):
         jobs: list[CellJob],
         report: Callable[[Submission], None],
     ) -> list[Submission]:
+        """Queue ``jobs`` as one array (a single job when there is one), throttled by submitit
+        to ``array_parallelism`` tasks at once (sbatch's ``--array=0-<n-1>%<N>``)."""
         folder = self.grid.cell_state_dir.resolve() / "slurm" / "%j"
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=settings.max_requeues)
         executor.update_parameters(**self.sbatch_parameters(settings))
@@ -183,6 +192,34 @@ class SlurmExecutor(Executor):
         for run in queued:
             found[run.info.run_id] = _job_liveness(run.data.tags["job_id"], states)
         return found
+
+
+def max_array_size(config: str | None = None) -> int | None:
+    """The cluster's ``MaxArraySize`` from ``scontrol show config`` (its text, or asked here);
+    None when ``scontrol`` is missing or fails, or its output does not say."""
+    if config is None:
+        try:
+            out = subprocess.run(
+                ["scontrol", "show", "config"], capture_output=True, text=True, timeout=60
+            )
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return None
+        if out.returncode != 0:
+            return None
+        config = out.stdout
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)\s*$", config, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def array_chunks(items: Sequence[_T], max_size: int | None) -> list[list[_T]]:
+    """``items`` in order, cut into consecutive arrays that SLURM accepts. An array's task
+    indices run from 0 and must be below ``MaxArraySize`` (``max_size``), so an array holds
+    at most ``max_size`` tasks; 0 (job arrays disabled) gives one job per item, None (the
+    limit is unknown) one array."""
+    if not items:
+        return []
+    size = len(items) if max_size is None else max(max_size, 1)
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
 def _job_liveness(job_id: str, states: dict[str, str] | None) -> Liveness:

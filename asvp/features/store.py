@@ -12,6 +12,13 @@ labelled set they were extracted for. The keys are built in :mod:`asvp.features.
 
 The manifest's extraction seconds are charged to every cell that uses the entry, so a cell's
 cost does not depend on whether its features were already cached (docs/design.md, costs).
+
+Sharing: a cell holds an entry it will need again (:meth:`~FeatureStore.hold`; ASVP's
+re-extractions, which identical cells of two grids share) and releases it when done
+(:meth:`~FeatureStore.release`); the entry is removed only when no live hold remains
+(:mod:`asvp.features.holds`). A store that cannot be written raises
+:class:`~asvp.features.errors.FeatureStoreError` naming the store and what to do; a valid entry
+of a read-only store is still read.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from asvp.features.errors import FeatureStoreError, store_writes
+from asvp.features.holds import Holder, is_live
 from asvp.hashing import file_sha256
 from asvp.timing import PhaseTimer
 
@@ -52,19 +61,33 @@ def _digest(payload: Any) -> str:
 
 
 class FeatureStore:
-    """A directory of feature entries; safe for concurrent use by several processes."""
+    """A directory of feature entries; safe for concurrent use by several processes.
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    ``holder`` is who this store object's holds are taken for: a run
+    (:meth:`Holder.for_run`, so that a resumed attempt keeps them) or, by default, this
+    process alone."""
+
+    def __init__(self, root: str | os.PathLike, holder: Holder | None = None) -> None:
         self.root = Path(root)
+        self.holder = holder or Holder.for_process()
 
     def _entry(self, key: dict[str, Any]) -> tuple[str, Path]:
         digest = _digest({"format": STORE_FORMAT, **key})
         return digest, self.root / digest
 
+    def _hold_file(self, digest: str, name: str) -> Path:
+        """The hold file of holder ``name`` (hashed: any name makes a file name)."""
+        return self.root / f"{digest}.hold.{_digest(name)[:20]}"
+
+    def _hold_files(self, digest: str) -> list[Path]:
+        return sorted(self.root.glob(f"{digest}.hold.*"))
+
     @contextmanager
     def _locked(self, digest: str) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{digest}.lock", "w") as lock:
+        with store_writes(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = open(self.root / f"{digest}.lock", "w")  # noqa: SIM115  (closed below)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -88,11 +111,22 @@ class FeatureStore:
         features = np.load(array_path, mmap_mode="r")
         return StoredFeatures(features, float(manifest["extract_seconds"]), from_cache=True)
 
+    def _read_unlocked(self, entry: Path, error: FeatureStoreError) -> StoredFeatures:
+        """A valid entry of a store that cannot be written (so not locked): safe, since entries
+        appear by an atomic rename and never change; else ``error``."""
+        stored = self._read_valid(entry) if error.read_only else None
+        if stored is None:
+            raise error
+        return stored
+
     def get(self, key: dict[str, Any]) -> StoredFeatures | None:
         """The valid entry for ``key``, or None (absent, partial or corrupt)."""
         digest, entry = self._entry(key)
-        with self._locked(digest):
-            return self._read_valid(entry)
+        try:
+            with self._locked(digest):
+                return self._read_valid(entry)
+        except FeatureStoreError as error:
+            return self._read_unlocked(entry, error) if entry.is_dir() else None
 
     def get_or_extract(
         self, key: dict[str, Any], extract: Callable[[], torch.Tensor], device: torch.device
@@ -100,49 +134,100 @@ class FeatureStore:
         """The entry for ``key``; runs ``extract`` (timed) if it is absent or corrupt.
 
         The lock is held while extracting, so concurrent cells needing the same entry wait
-        for the first one and then read its result instead of extracting again.
+        for the first one and then read its result instead of extracting again. Raises
+        :class:`FeatureStoreError` if the entry is to be written and the store cannot be.
         """
         digest, entry = self._entry(key)
-        with self._locked(digest):
-            stored = self._read_valid(entry)
-            if stored is not None:
-                return stored
-            if entry.exists():
-                print(f"feature store: rebuilding invalid entry {entry}", file=sys.stderr)
-            timer = PhaseTimer(device)
-            with timer.phase("extract"):
-                features = extract().to(torch.float16).cpu().numpy()
-            seconds = timer.take()["extract"]
-            if not np.isfinite(features).all():
-                raise FloatingPointError(
-                    f"feature-store entry {key}: features not finite in float16 (NaN, or beyond "
-                    "+-65504); the network's outputs are unusable as proxy features"
-                )
-            self._write(digest, entry, key, features, seconds)
+        try:
+            with self._locked(digest):
+                stored = self._read_valid(entry)
+                if stored is not None:
+                    return stored
+                if entry.exists():
+                    print(f"feature store: rebuilding invalid entry {entry}", file=sys.stderr)
+                timer = PhaseTimer(device)
+                with timer.phase("extract"):
+                    features = extract().to(torch.float16).cpu().numpy()
+                seconds = timer.take()["extract"]
+                if not np.isfinite(features).all():
+                    raise FloatingPointError(
+                        f"feature-store entry {key}: features not finite in float16 (NaN, or "
+                        "beyond +-65504); the network's outputs are unusable as proxy features"
+                    )
+                self._write(digest, entry, key, features, seconds)
+        except FeatureStoreError as error:
+            return self._read_unlocked(entry, error)
         return StoredFeatures(np.load(entry / "features.npy", mmap_mode="r"), seconds, False)
 
+    def hold(self, key: dict[str, Any]) -> None:
+        """Record that this store's holder needs the entry for ``key`` (present or about to
+        be written): :meth:`release` by anyone else leaves it in place meanwhile."""
+        digest, _ = self._entry(key)
+        with self._locked(digest), store_writes(self.root):
+            hold = self._hold_file(digest, self.holder.name)
+            staging = hold.with_name(f".{hold.name}.{os.getpid()}")
+            staging.write_text(self.holder.to_json())
+            os.replace(staging, hold)
+
+    def holders(self, key: dict[str, Any]) -> list[Holder]:
+        """The live holders of the entry for ``key`` (stale holds are deleted on the way)."""
+        digest, _ = self._entry(key)
+        with self._locked(digest):
+            return self._live_holders(digest)
+
+    def release(self, key: dict[str, Any]) -> bool:
+        """Drop this holder's hold on the entry for ``key`` and delete the entry if no live
+        holder remains; True if it was deleted. Stale holds (:mod:`asvp.features.holds`) do
+        not keep it."""
+        digest, entry = self._entry(key)
+        with self._locked(digest), store_writes(self.root):
+            self._hold_file(digest, self.holder.name).unlink(missing_ok=True)
+            if self._live_holders(digest):
+                return False
+            shutil.rmtree(entry, ignore_errors=True)
+            return True
+
     def remove(self, key: dict[str, Any]) -> None:
-        """Delete the entry for ``key`` if present (ASVP's per-cell re-extractions)."""
+        """Delete the entry for ``key`` if present, whoever holds it."""
         digest, entry = self._entry(key)
         with self._locked(digest):
             shutil.rmtree(entry, ignore_errors=True)
+            for hold in self._hold_files(digest):
+                hold.unlink(missing_ok=True)
+
+    def _live_holders(self, digest: str) -> list[Holder]:
+        """The live holds of an entry (under its lock); stale ones are deleted."""
+        live = []
+        for path in self._hold_files(digest):
+            holder = Holder.from_file(path)
+            if holder is not None and is_live(holder):
+                live.append(holder)
+            else:
+                path.unlink(missing_ok=True)
+        return live
 
     def _write(
         self, digest: str, entry: Path, key: dict[str, Any], features: np.ndarray, seconds: float
     ) -> None:
-        """Write the entry under a staging name, then rename it into place (atomic)."""
+        """Write the entry under a staging name, then rename it into place (atomic); a write
+        that fails (full disk) leaves no staging folder behind."""
         staging = self.root / f".staging-{digest}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        np.save(staging / "features.npy", features)
-        manifest = {
-            "key": key,
-            "shape": list(features.shape),
-            "dtype": "float16",
-            "bytes": (staging / "features.npy").stat().st_size,
-            "sha256": file_sha256(staging / "features.npy"),
-            "extract_seconds": seconds,
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(staging, entry)
+        try:
+            with store_writes(self.root):
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                np.save(staging / "features.npy", features)
+                manifest = {
+                    "key": key,
+                    "shape": list(features.shape),
+                    "dtype": "float16",
+                    "bytes": (staging / "features.npy").stat().st_size,
+                    "sha256": file_sha256(staging / "features.npy"),
+                    "extract_seconds": seconds,
+                }
+                text = json.dumps(manifest, indent=2, sort_keys=True)
+                (staging / "manifest.json").write_text(text)
+                shutil.rmtree(entry, ignore_errors=True)
+                os.replace(staging, entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

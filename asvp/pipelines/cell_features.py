@@ -2,9 +2,11 @@
 
 First the frozen pre-trained backbone's (an entry shared by every cell that reads the same pool
 through the same backbone), then each ASVP update's: the pool re-extracted by the model
-fine-tuned in that round, an entry of this cell only, removed when the cell ends unless the grid
-keeps them. Entries are float16, so a resumed cell reads bit for bit what an uninterrupted cell
-holds in memory. Keys: :mod:`asvp.features.keys`.
+fine-tuned in that round, an entry of this cell's config (identical cells of two grids share
+it), held while the cell may need it and released when the cell ends unless the grid keeps
+them: the last holder's release removes it (:mod:`asvp.features.holds`). Entries are float16,
+so a resumed cell reads bit for bit what an uninterrupted cell holds in memory. Keys:
+:mod:`asvp.features.keys`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class CellFeatures:
         return cls(store, device, PoolFeatures(stored.features, device)), stored.extract_seconds
 
     def update(self, key: dict[str, Any], extract: Extract) -> float:
-        """Replace the features by the entry for ``key`` (extracted now: it is this cell's own)
-        and return the extraction's seconds."""
+        """Replace the features by the entry for ``key`` (held first, then extracted unless an
+        identical cell already wrote it) and return the extraction's seconds."""
+        self.store.hold(key)
         self.update_keys.append(key)
         stored = self.store.get_or_extract(key, extract, self.device)
         self.pool = PoolFeatures(stored.features, self.device)
@@ -50,14 +53,19 @@ class CellFeatures:
         return stored.extract_seconds
 
     def restore(self, version: int, update_keys: list[dict[str, Any]]) -> bool:
-        """Put back the features of a checkpoint's last update (False if its entry is no
-        longer valid in the store); version 0 needs nothing."""
+        """Put back the features of a checkpoint's last update, holding the checkpoint's
+        entries again (False, and none held, if the last is no longer valid in the store);
+        version 0 needs nothing."""
         if version == 0:
             return True
         if not update_keys:
             return False
+        for key in update_keys:
+            self.store.hold(key)
         stored = self.store.get(update_keys[-1])
         if stored is None:
+            for key in update_keys:
+                self.store.release(key)
             return False
         self.update_keys = list(update_keys)
         self.pool = PoolFeatures(stored.features, self.device)
@@ -65,6 +73,7 @@ class CellFeatures:
         return True
 
     def remove_updates(self) -> None:
-        """Delete this cell's re-extractions: they are of no use to any other cell."""
+        """Release this cell's re-extractions: each is deleted unless another live cell (an
+        identical cell of another grid) still holds it."""
         for key in self.update_keys:
-            self.store.remove(key)
+            self.store.release(key)

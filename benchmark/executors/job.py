@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import submitit
 import torch
 
-from asvp.checkpoint import RoundCheckpoint
+from asvp.checkpoint import STATE_FILE, RoundCheckpoint
 from asvp.compute import usable_cpus
-from asvp.features import FeatureStore
+from asvp.features import FeatureStore, Holder
 from asvp.pipelines import run_cell
 from asvp.progress import announce
 from benchmark.executors.stopping import CellInterrupted, interruptible
@@ -76,6 +76,10 @@ class CellJob:
     How the cell computes (its torch threads, determinism) is its config's ``compute`` section,
     applied by :func:`asvp.pipelines.run_cell`, never the executor's: a cell alone, beside
     others or requeued on another node computes alike.
+
+    The feature-store entries it shares with identical cells of other grids are held for its
+    run (:meth:`asvp.features.Holder.for_run`): kept while this run can still resume from its
+    round checkpoint, whichever attempt, process or node holds them.
     """
 
     cell: Cell
@@ -95,7 +99,8 @@ class CellJob:
         checkpoint = RoundCheckpoint(self.checkpoint_dir, identity=self.run_id)
         announce(f"started (attempt {logger.attempt})")
         try:
-            store = FeatureStore(self.feature_store)
+            holder = Holder.for_run(self.run_id, checkpoint.directory / STATE_FILE)
+            store = FeatureStore(self.feature_store, holder)
             result = run_cell(self.cell.config, store, device, logger.log_round, checkpoint)
             logger.finish(result)
         except CellInterrupted as stop:  # Ctrl-C or SIGTERM: resumable, not failed

@@ -6,7 +6,11 @@ process owns the store (``<store>/mlflow.db`` or a PostgreSQL URI, artifacts und
 ``<store>/artifacts``, proxied by the server) and every job is an HTTP client
 (``MLFLOW_TRACKING_URI=http://<host>:<port>``). MLflow's client retries failed requests with
 exponential backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7;
-``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``, default 2), so jobs ride out a short server restart.
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``, default 2; POSTs included), so jobs ride out a short
+server restart, killed or not, and a database restart (the server answers 503 meanwhile and
+re-checks pooled connections before use): the defaults suffice and are left as they are.
+A backend URI is checked before anything starts (:func:`check_backend_uri`): a database MLflow
+serves, whose driver this Python imports.
 
 Process tree (MLflow 3.17.2): ``python -m mlflow server`` runs ``python -m uvicorn`` as a child
 (with ``workers > 1`` uvicorn adds a supervisor's worker processes) and forwards SIGTERM/SIGINT to

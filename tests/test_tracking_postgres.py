@@ -149,7 +149,9 @@ def test_64_writers_lose_nothing_when_the_server_is_killed_and_postgres_restarts
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        # every run exists (each writer logged a round): then kill the server mid-run
+        # Kill the server mid-run once every run exists (each writer logged a round): a
+        # create_run whose answer is lost is retried by MLflow's client and makes a second run
+        # (open_run cannot tell), while every other request of a cell is safe to repeat.
         started = [progress / f"{index}-0" for index in range(WRITERS)]
         _wait(lambda: all(path.exists() for path in started), "every writer's first round", writers)
         os.killpg(server.pid, signal.SIGKILL)

@@ -21,6 +21,12 @@ its own generator), applied where a cell applies it: in the loader workers on CU
 (:func:`asvp.loading.loader_workers`), so the figure says whether the workers keep up with the
 GPU. The images are held at the input size, so a crop is resized up to it as from a larger
 ImageNet photo, but no JPEG is decoded.
+
+:func:`large_model_record` (the ``finetune-large`` step of ``make gpu-check``,
+:mod:`perf.gpu_check`) fine-tunes a large network the way a grid does, with gradient
+checkpointing off and on: DINOv2 ViT-B/14 (:data:`LARGE_MODEL`, random weights saved as
+safetensors and loaded through the generic ``timm`` backbone) on synthetic 224 px images,
+giving each setting's images/s and peak GPU memory (:class:`asvp.finetune_scale.FineTuneMeter`).
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,11 +47,61 @@ from asvp.data.transforms import NO_AUGMENTATION, Augmentation
 from .document import write_section
 from .selection import DEFAULT_OUTPUT, _machine_line, machine_info
 
+if TYPE_CHECKING:
+    from asvp.config import FineTuneConfig
+    from asvp.data.images import ArrayImageSet
+    from asvp.data.transforms import ImageTransform
+    from asvp.finetune_scale import FineTuneMeter
+    from asvp.models.registry import Backbone
+
 SECTION = "finetune"
 BATCH_SIZE = 128
 OFFICIAL_AUGMENTATION = Augmentation("random_resized_crop", flip=True)
 """The official ImageNet training augmentation: RandomResizedCrop (scale 0.08-1) + flip."""
 AUGMENTATIONS = {"none": NO_AUGMENTATION, "official": OFFICIAL_AUGMENTATION}
+LARGE_MODEL = "vit_base_patch14_dinov2"
+"""timm's DINOv2 ViT-B/14 (86M parameters): the large network of :func:`large_model_record`."""
+LARGE_IMAGES = 1024
+LARGE_SIZE = 224
+
+
+def synthetic_images(images: int, image_size: int, classes: int = 1000) -> ArrayImageSet:
+    """``images`` random uint8 RGB images of ``image_size`` px in memory, random labels."""
+    from asvp.data.images import ArrayImageSet
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (images, image_size, image_size, 3), dtype=np.uint8)
+    return ArrayImageSet(pixels, rng.integers(0, classes, images), classes)
+
+
+def fine_tune_all(
+    backbone: Backbone,
+    data: ArrayImageSet,
+    config: FineTuneConfig,
+    transform: ImageTransform,
+    device: str,
+    mixed_precision: bool = True,
+    meter: FineTuneMeter | None = None,
+) -> None:
+    """:func:`asvp.training.fine_tune` (``ft``, seed 0) of ``backbone`` on all of ``data``."""
+    import torch
+
+    from asvp.config import LinearProbeConfig
+    from asvp.training import fine_tune
+
+    fine_tune(
+        backbone,
+        data,
+        np.arange(len(data.labels)),
+        "ft",
+        config,
+        LinearProbeConfig(),
+        transform,
+        seed=0,
+        device=torch.device(device),
+        mixed_precision=mixed_precision,
+        meter=meter,
+    )
 
 
 def images_per_second(
@@ -58,16 +117,12 @@ def images_per_second(
     import torch
     import torchvision
 
-    from asvp.config import FineTuneConfig, LinearProbeConfig
-    from asvp.data.images import ArrayImageSet
+    from asvp.config import FineTuneConfig
     from asvp.data.transforms import ImageTransform
     from asvp.models.registry import Backbone
     from asvp.models.resnet import RESNET50_INPUT
-    from asvp.training import fine_tune
 
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (images, image_size, image_size, 3), dtype=np.uint8)
-    data = ArrayImageSet(pixels, rng.integers(0, 1000, images), 1000)
+    data = synthetic_images(images, image_size)
 
     def timed(epochs: int) -> float:
         network = getattr(torchvision.models, architecture)()
@@ -78,23 +133,73 @@ def images_per_second(
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()  # from here on: only what fine_tune does
-        fine_tune(
-            backbone,
-            data,
-            np.arange(images),
-            "ft",
-            config,
-            LinearProbeConfig(),
-            ImageTransform(dataclasses.replace(RESNET50_INPUT, size=image_size), augmentation),
-            seed=0,
-            device=torch.device(device),
-            mixed_precision=mixed_precision,
+        transform = ImageTransform(
+            dataclasses.replace(RESNET50_INPUT, size=image_size), augmentation
         )
+        fine_tune_all(backbone, data, config, transform, device, mixed_precision)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
     return 2 * images / (timed(3) - timed(1))
+
+
+def random_timm_checkpoint(model: str, folder: Path) -> dict[str, str]:
+    """The ``timm`` backbone's options for timm's ``model`` with random weights
+    (``pretrained=False``), saved as safetensors in ``folder``: loaded through them, the network
+    comes as a grid loads a real checkpoint (:mod:`asvp.models.timm_backbone`)."""
+    import safetensors.torch
+    import timm
+
+    path = folder / f"{model}.safetensors"
+    safetensors.torch.save_file(timm.create_model(model, pretrained=False).state_dict(), path)
+    return {"model": model, "checkpoint": str(path)}
+
+
+def large_model_record(
+    device: str = "cuda",
+    model: str = LARGE_MODEL,
+    images: int = LARGE_IMAGES,
+    image_size: int = LARGE_SIZE,
+    batch_size: int = BATCH_SIZE,
+) -> dict:
+    """Fine-tuning ``model`` (random weights, through the ``timm`` backbone) on ``images``
+    synthetic ``image_size`` px images, batch ``batch_size``, mixed precision on CUDA, with
+    gradient checkpointing off and on: per setting, images/s from the difference between a
+    3-epoch and a 1-epoch fine-tune's training seconds (start-up excluded) and the 3-epoch
+    fine-tune's peak GPU memory in GiB (None off CUDA)."""
+    import torch
+
+    from asvp.config import FineTuneConfig
+    from asvp.data.transforms import ImageTransform
+    from asvp.finetune_scale import FineTuneMeter
+    from asvp.models.backbones import backbone_input, load_backbone
+
+    data = synthetic_images(images, image_size)
+    record: dict = {"model": model, "images": images, "size": image_size, "batch": batch_size}
+    with tempfile.TemporaryDirectory(prefix="asvp-large-model-") as folder:
+        options = random_timm_checkpoint(model, Path(folder))
+        inputs = backbone_input("timm", options).config
+        transform = ImageTransform(dataclasses.replace(inputs, size=image_size))
+        for name, checkpointing in (("plain", False), ("checkpointing", True)):
+            measured = {}
+            for epochs in (1, 3):
+                config = FineTuneConfig(
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    milestones=(),
+                    gradient_checkpointing=checkpointing,
+                )
+                backbone = load_backbone("timm", **options)
+                meter = FineTuneMeter(torch.device(device))
+                fine_tune_all(backbone, data, config, transform, device, meter=meter)
+                measured[epochs] = meter.stats()
+            extra = measured[3].images - measured[1].images
+            record[name] = {
+                "images_per_second": extra / (measured[3].seconds - measured[1].seconds),
+                "peak_gpu_memory_gib": measured[3].peak_gpu_memory_gib,
+            }
+    return record
 
 
 def render_section(

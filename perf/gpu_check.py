@@ -5,6 +5,7 @@ Usage (from the repository root, on a machine with a CUDA device)::
     python -m perf.gpu_check [--output PATH]      # the whole check (``make gpu-check``)
     python -m perf.gpu_check --plan                # the steps, budgets and test ids; no GPU needed
     python -m perf.gpu_check finetune              # the throughput child (one JSON line)
+    python -m perf.gpu_check finetune-large        # the large-model child (one JSON line)
 
 Without a CUDA device it stops at once with "gpu-check needs a CUDA device; none found" and
 exit status 2, touching nothing. Otherwise it runs :data:`STEPS` in order, each in its own
@@ -18,7 +19,11 @@ of the budgets, :data:`TOTAL_BUDGET_S` with the driver's allowance):
    time (interpreter start included) and its test accuracy at every budget;
 3. ``finetune``: fine-tuning images/s of a ResNet-50 at 224 px, float32 vs mixed precision,
    through the official augmentation in the loader workers (:mod:`perf.finetune`);
-4. ``proxy-round`` and ``selection``: the GPU parts of ``make bench``, at sizes that fit:
+4. ``finetune-large``: a fine-tune of DINOv2 ViT-B/14 (random weights saved as safetensors,
+   loaded through the ``timm`` backbone) on synthetic 224 px images, batch 128, mixed
+   precision, with gradient checkpointing off and on: images/s and peak GPU memory of each
+   (:func:`perf.finetune.large_model_record`);
+5. ``proxy-round`` and ``selection``: the GPU parts of ``make bench``, at sizes that fit:
    the SVPp round three ways (part a; the issue's GPU target is 5× the DataLoader loop) and
    :data:`SELECTION_STRATEGIES` each selecting 1,000 from the 200k×2048 pool (no naive CPU
    references; the other strategies' kernels are these or elementwise).
@@ -76,12 +81,19 @@ class Step:
 
 #: The budgets are upper bounds chosen before any GPU run (on the 2-core CPU the demo cell took
 #: 165 s, mostly its fine-tunes at one thread); the section shows each step's wall time beside
-#: its budget, so a first GPU run says where they should move.
+#: its budget, so a first GPU run says where they should move. ``finetune-large`` took its 60 s
+#: from the demo cell (130 -> 100: on a GPU its fine-tunes of 10-40 MNIST images take seconds)
+#: and the proxy round (90 -> 80).
 STEPS = (
     Step("cuda-tests", 60, "the CUDA-only tests, by node id"),
-    Step("demo-cell", 130, f"one cell of `{DEMO_GRID}` through `asvp-bench run`"),
+    Step("demo-cell", 100, f"one cell of `{DEMO_GRID}` through `asvp-bench run`"),
     Step("finetune", 70, "fine-tuning images/s, ResNet-50, fp32 vs mixed, official augmentation"),
-    Step("proxy-round", 90, "`perf.proxy_round --device cuda --parts a`"),
+    Step(
+        "finetune-large",
+        60,
+        "fine-tuning DINOv2 ViT-B/14 at 224 px, gradient checkpointing off and on",
+    ),
+    Step("proxy-round", 80, "`perf.proxy_round --device cuda --parts a`"),
     Step("selection", 70, f"`perf.selection --device cuda --sizes {SELECTION_SIZE} --only ...`"),
 )
 
@@ -168,6 +180,7 @@ def step_command(name: str, scratch: Path, test_ids: Sequence[str]) -> list[str]
         + ["--tracking-uri", _demo_store(scratch)]
         + [arg for key, value in DEMO_FILTERS.items() for arg in (f"--{key}", value)],
         "finetune": [python, "-m", "perf.gpu_check", "finetune"],
+        "finetune-large": [python, "-m", "perf.gpu_check", "finetune-large"],
         "proxy-round": [python, "-m", "perf.proxy_round", "--parts", "a"]
         + ["--scratch", str(scratch), *bench],
         "selection": [python, "-m", "perf.selection", "--sizes", SELECTION_SIZE, "--no-naive"]
@@ -254,7 +267,7 @@ def step_figures(name: str, output: str, scratch: Path) -> dict:
         return _junit_counts(scratch / "junit.xml")
     if name == "demo-cell":
         return _demo_accuracies(scratch)
-    if name == "finetune":
+    if name in ("finetune", "finetune-large"):
         return _last_json(output)
     lines = [line for line in output.splitlines() if line.startswith(("|", "* "))]
     return {"table": lines}
@@ -311,6 +324,23 @@ def _finetune_text(figures: dict) -> str:
     )
 
 
+def _large_finetune_text(figures: dict) -> str:
+    if "plain" not in figures:
+        return "not measured (see the run's output)"
+    plain, checkpointed = figures["plain"], figures["checkpointing"]
+    return (
+        f"`{figures['model']}` (random weights through the `timm` backbone), "
+        f"{figures['size']} px, batch {figures['batch']}, {figures['images']:,} synthetic "
+        f"images, mixed precision: without gradient checkpointing "
+        f"{plain['images_per_second']:.1f} images/s, peak {plain['peak_gpu_memory_gib']:.2f} "
+        f"GiB; with it {checkpointed['images_per_second']:.1f} images/s, peak "
+        f"{checkpointed['peak_gpu_memory_gib']:.2f} GiB "
+        f"({checkpointed['peak_gpu_memory_gib'] / plain['peak_gpu_memory_gib']:.2f}× the "
+        f"memory, {checkpointed['images_per_second'] / plain['images_per_second']:.2f}× the "
+        "speed)"
+    )
+
+
 def _table_text(figures: dict) -> str:
     table = figures.get("table") or ["(no table printed: see the run's output)"]
     return "\n\n" + "\n".join(f"  {line}" for line in table)
@@ -320,6 +350,7 @@ _TEXTS = {
     "cuda-tests": _tests_text,
     "demo-cell": _demo_text,
     "finetune": _finetune_text,
+    "finetune-large": _large_finetune_text,
     "proxy-round": _table_text,
     "selection": _table_text,
 }
@@ -382,6 +413,17 @@ def finetune_record(images: int = FINETUNE_IMAGES, size: int = FINETUNE_SIZE) ->
     }
 
 
+def large_finetune_record() -> dict:
+    """The ``finetune-large`` step's figures (:func:`perf.finetune.large_model_record`)."""
+    from .finetune import large_model_record
+
+    return large_model_record("cuda")
+
+
+_CHILDREN = {"finetune": finetune_record, "finetune-large": large_finetune_record}
+"""The steps measured by a child process of this module, by name."""
+
+
 def cuda_available() -> bool:
     """Whether torch sees a CUDA device."""
     import torch
@@ -397,9 +439,11 @@ def _print_plan(test_ids: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: the check, its plan (``--plan``) or the ``finetune`` child."""
+    """Entry point: the check, its plan (``--plan``) or a step's child (:data:`_CHILDREN`)."""
     parser = argparse.ArgumentParser(prog="python -m perf.gpu_check", description=__doc__)
-    parser.add_argument("child", nargs="?", choices=["finetune"], help="internal: a step's child")
+    parser.add_argument(
+        "child", nargs="?", choices=list(_CHILDREN), help="internal: a step's child"
+    )
     parser.add_argument("--plan", action="store_true", help="print the steps and test ids only")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="'-': print only")
     args = parser.parse_args(argv)
@@ -409,8 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cuda_available():
         print(NO_CUDA_MESSAGE, file=sys.stderr)
         return 2
-    if args.child == "finetune":
-        print(json.dumps(finetune_record()), flush=True)
+    if args.child is not None:
+        print(json.dumps(_CHILDREN[args.child]()), flush=True)
         return 0
     import torch
 

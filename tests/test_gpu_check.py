@@ -1,5 +1,6 @@
 """``make gpu-check`` on a machine without CUDA: the refusal, the plan, the section."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,9 @@ def test_refusal_writes_no_section_and_runs_no_step(tmp_path, monkeypatch, capsy
     output = tmp_path / "benchmarks.md"
     assert gpu_check.main(["--output", str(output)]) == 2
     assert gpu_check.main(["finetune"]) == 2
+    assert gpu_check.main(["finetune-large"]) == 2
     assert not output.exists()
-    assert capsys.readouterr().err.strip().splitlines() == [NO_CUDA_MESSAGE] * 2
+    assert capsys.readouterr().err.strip().splitlines() == [NO_CUDA_MESSAGE] * 3
 
 
 def test_collects_the_known_cuda_only_tests():
@@ -97,6 +99,7 @@ def test_the_steps_fit_in_eight_minutes():
         "cuda-tests",
         "demo-cell",
         "finetune",
+        "finetune-large",
         "proxy-round",
         "selection",
     ]
@@ -113,6 +116,8 @@ def test_step_commands_run_the_chosen_cell_and_bench_parts_without_writing(tmp_p
     for part in ("--dataset mnist5k", "--pipeline svpp-lpft", "--strategy margin", "--seed 0"):
         assert part in demo
     assert f"--tracking-uri sqlite:///{tmp_path}/mlflow.db" in demo
+    for name in ("finetune", "finetune-large"):  # this module's own children, by step name
+        assert step_command(name, tmp_path, ids)[-3:] == ["-m", "perf.gpu_check", name]
     for name in ("proxy-round", "selection"):
         command = step_command(name, tmp_path, ids)
         assert command[command.index("--device") + 1] == "cuda"
@@ -152,6 +157,19 @@ def test_section_renders_the_given_figures():
                 "batch": 128,
             },
         ),
+        StepResult(
+            "finetune-large",
+            "ok",
+            40.0,
+            {
+                "model": "vit_base_patch14_dinov2",
+                "images": 1024,
+                "size": 224,
+                "batch": 128,
+                "plain": {"images_per_second": 800.0, "peak_gpu_memory_gib": 20.0},
+                "checkpointing": {"images_per_second": 600.0, "peak_gpu_memory_gib": 5.0},
+            },
+        ),
         StepResult("proxy-round", "timeout", 100.0, {"table": []}),
         StepResult("selection", "ok", 80.0, {"table": ["| strategy | s |", "|---|---|"]}),
     ]
@@ -162,6 +180,9 @@ def test_section_renders_the_given_figures():
     assert "8 passed, 1 failed, 1 skipped" in text and "`tests.test_pool::test_x`" in text
     assert "| 20 | 0.5000 |" in text and "`svpp-lpft/margin`" in text
     assert "fp32 400.0 images/s" in text and "2.50×" in text and "8 loader workers" in text
+    assert "| finetune-large |" in text and "`vit_base_patch14_dinov2`" in text
+    assert "800.0 images/s, peak 20.00 GiB" in text and "600.0 images/s, peak 5.00 GiB" in text
+    assert "0.25× the memory, 0.75× the speed" in text
     assert "| proxy-round |" in text and "no table printed" in text
     assert "  | strategy | s |" in text
     assert render_section(results, "NVIDIA H200", "2026-12-06", "a machine", 334.5) == text
@@ -185,4 +206,22 @@ def test_step_figures_read_the_junit_counts_and_the_printed_tables(tmp_path):
     figures = gpu_check.step_figures("proxy-round", printed, tmp_path)
     assert figures == {"table": ["| a | b |", "|---|---|", "* (a) met"]}
     assert gpu_check.step_figures("finetune", 'noise\n{"fp32": 1.0}\n', tmp_path) == {"fp32": 1.0}
+    large = gpu_check.step_figures("finetune-large", '{"plain": {}}\n', tmp_path)
+    assert large == {"plain": {}}
+    unmeasured = [StepResult("finetune-large", "timeout", 60.0, {})]
+    assert "not measured" in render_section(unmeasured, "GPU", "2026-12-06", "m", 60.0)
     assert gpu_check.step_figures("demo-cell", "", tmp_path) == {}  # no store: no figures
+
+
+def test_the_large_model_fine_tune_runs_through_the_timm_backbone_on_a_cpu():
+    """The ``finetune-large`` child's measurement at a size a CPU runs (timm's ViT-Ti/16, the
+    smallest ViT with a pretrained config, at 32 px): both settings fine-tune, and a CPU has no
+    peak GPU memory to give (its images/s is a difference of two timings: a number, whose sign
+    a loaded CPU does not promise)."""
+    from perf.finetune import large_model_record
+
+    record = large_model_record("cpu", "vit_tiny_patch16_224", 8, 32, 4)
+    assert record["model"] == "vit_tiny_patch16_224" and record["batch"] == 4
+    for setting in ("plain", "checkpointing"):
+        assert record[setting]["peak_gpu_memory_gib"] is None
+        assert math.isfinite(record[setting]["images_per_second"])

@@ -1,9 +1,13 @@
 """The ``local`` executor: fresh processes on this machine, at most ``max_parallel`` at once.
 
-``max_parallel`` defaults to the CPU cores. How many cells run at once is all it decides: each
-cell computes with its grid's ``compute.threads`` (:class:`asvp.config.ComputeConfig`), so its
-results do not depend on how many run beside it; ``max_parallel x compute.threads`` above the
-cores only slows the cells down. A cell's output goes to
+How many cells run at once is all it decides: each cell computes with its grid's
+``compute.threads`` (:class:`asvp.config.ComputeConfig`), so its results do not depend on how
+many run beside it. ``max_parallel`` defaults to the CPUs this process may use divided by
+``compute.threads``, and each cell is told its share of the CPUs
+(:data:`asvp.compute.CPU_SHARE_VARIABLE`): its threads, torch's and the BLAS/OpenMP pools', are
+never more than its share (:func:`asvp.compute.compute_settings`), and a ``max_parallel`` that
+leaves a cell fewer CPUs than ``compute.threads`` is a preflight problem, not a slowdown: threads
+that outnumber their CPUs wait for one another at every step. A cell's output goes to
 ``<state_dir>/<grid>/logs/<run key>.log``; a worker that dies (killed, out of memory) fails its
 cell instead of stopping the grid.
 
@@ -31,9 +35,9 @@ from multiprocessing.synchronize import Event
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from asvp.compute import usable_cpus
+from asvp.compute import CPU_SHARE_VARIABLE, usable_cpus
 from asvp.progress import progress_message
-from benchmark.executors.base import CellProgress, Executor, Submission
+from benchmark.executors.base import CellProgress, Executor, Problem, Submission
 from benchmark.executors.job import CellJob, run_here
 from benchmark.executors.stopping import stop_requests
 from benchmark.tracking import STATE_FAILED, STATE_KILLED, STATE_PENDING, record_submission
@@ -53,7 +57,37 @@ class LocalExecutor(Executor):
     kind = "local"
 
     def _parallel(self, jobs: int) -> int:
-        return max(1, min(self.settings.max_parallel or usable_cpus(), jobs or 1))
+        """Cells at once: ``max_parallel``, by default as many as the CPUs hold at
+        ``compute.threads`` each; never more than the jobs."""
+        default = max(1, usable_cpus() // self.grid.compute.threads)
+        return max(1, min(self.settings.max_parallel or default, jobs or 1))
+
+    def _share(self, parallel: int) -> int:
+        """The CPUs each of ``parallel`` cells at once may use (at least one)."""
+        return max(1, usable_cpus() // parallel)
+
+    def problems(self) -> list[Problem]:
+        """A ``compute.threads`` that the CPUs, shared among ``max_parallel`` cells at once,
+        cannot give each cell (its cells would fail at start)."""
+        threads, cpus = self.grid.compute.threads, usable_cpus()
+        parallel = self.settings.max_parallel or max(1, cpus // threads)
+        share = self._share(parallel)
+        if threads <= share:
+            return []
+        at_once = f"executor.max_parallel {parallel}" if self.settings.max_parallel else "one"
+        fit = max(1, cpus // threads)
+        return [
+            Problem(
+                f"compute.threads is {threads} but {at_once} cell(s) at once on {cpus} CPUs "
+                f"leave each cell {share}: a cell never computes with more threads than its "
+                "CPUs",
+                "compute.threads, executor.max_parallel and this process's CPU affinity",
+                f"set executor.max_parallel to at most {fit} (or leave it unset)"
+                if threads <= cpus
+                else f"run on a machine with at least {threads} CPUs, or set compute.threads "
+                f"to at most {cpus} (new run keys)",
+            )
+        ]
 
     def submit(
         self,
@@ -69,13 +103,14 @@ class LocalExecutor(Executor):
         submissions = []
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
+        parallel = self._parallel(len(jobs))
         with (
             stop_requests() as requests,
             ProcessPoolExecutor(
-                self._parallel(len(jobs)),
+                parallel,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(stop,),
+                initargs=(stop, self._share(parallel)),
             ) as pool,
         ):
             futures = {pool.submit(_run_logged, job, tails[job.run_id].path): job for job in jobs}
@@ -109,12 +144,13 @@ def _stop_workers(stop: Event, waiting: set[Future]) -> None:
             os.kill(worker.pid, signal.SIGTERM)
 
 
-def _start_worker(stop: Event) -> None:
-    """A worker's start: SIGINT is the driver's to act on; SIGTERM stops a running cell
-    (:func:`run_here`) and, between cells, ends the worker unless the driver is stopping the
-    grid (then the pool ends it in order)."""
+def _start_worker(stop: Event, cpus: int) -> None:
+    """A worker's start: its cells may use ``cpus`` CPUs; SIGINT is the driver's to act on;
+    SIGTERM stops a running cell (:func:`run_here`) and, between cells, ends the worker unless
+    the driver is stopping the grid (then the pool ends it in order)."""
     global _stopping
     _stopping = stop
+    os.environ[CPU_SHARE_VARIABLE] = str(cpus)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate_idle)
 

@@ -39,14 +39,17 @@ test: install lint
 
 # The speed benchmarks (perf/): how fast the CLI answers (--help, validate with no data; median
 # of 5 fresh processes against issue 13's targets), selection time and peak memory per strategy
-# (20k and 200k pools), then the proxy round three ways and an ImageNet-sized memory-mapped round;
-# each writes its section of docs/benchmarks.md.
+# (20k and 200k pools), then the proxy round three ways and an ImageNet-sized memory-mapped round,
+# then the harness at 110, 330 and 990 cells of fake finished runs (status, report, run --dry-run,
+# re-submission against a local MLflow server; perf.harness_scale); each writes its section of
+# docs/benchmarks.md.
 # BENCH_DEVICE=cuda on a GPU machine (adds the 50k selections from the 1.28M pool).
 BENCH_DEVICE ?= cpu
 bench: install
 	$(BIN)/python -m perf.cli_latency
 	$(BIN)/python -m perf.selection --device $(BENCH_DEVICE)
 	$(BIN)/python -m perf.proxy_round --device $(BENCH_DEVICE)
+	$(BIN)/python -m perf.harness_scale
 	$(if $(filter cuda%,$(BENCH_DEVICE)),$(BIN)/python -m perf.finetune --device $(BENCH_DEVICE) --augment official)
 
 # One command on one GPU (H100/H200), under 8 minutes (each step killed past its budget): the

@@ -2,8 +2,10 @@
 :mod:`benchmark.tracking`.
 
 Only the grid's finished runs of the run keys of the grid as it is now are read, so runs of an
-older configuration never mix in; a rerun's latest value per step wins. Everything the report
-computes (:mod:`benchmark.report.summary`) starts from the :class:`CellCurve` list here.
+older configuration never mix in; a rerun's latest value per step wins. Each metric is read for
+up to 100 runs per request (:func:`benchmark.tracking.metric_histories`), not run by run.
+Everything the report computes (:mod:`benchmark.report.summary`) starts from the
+:class:`CellCurve` list here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from asvp.discrepancy import SelectionDiscrepancy
 from benchmark import metric_names as names
 from benchmark.grid import FULL_DATA, Cell, Grid
-from benchmark.tracking import HARDWARE_TAG, MlflowClient, Run, finished_runs, run_metric
+from benchmark.tracking import HARDWARE_TAG, MlflowClient, Run, finished_runs, metric_histories
 
 DISCREPANCY_FIELDS = tuple(f.name for f in dataclasses.fields(SelectionDiscrepancy))
 """The selection-discrepancy regions a proxy cell logs (``discrepancy_<field>`` metrics)."""
@@ -59,15 +61,21 @@ def read_curves(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[Cel
     evaluation time it did not log is unknown (NaN).
     """
     runs = finished_runs(client, grid.name)
-    return [_curve(client, cell, runs[cell.run_key]) for cell in cells if cell.run_key in runs]
+    chosen = [(cell, runs[cell.run_key]) for cell in cells if cell.run_key in runs]
+    read = [run for _, run in chosen]
+    wanted = [names.TEST_ACC, names.SAMPLING_SECONDS, names.EVALUATION_SECONDS]
+    wanted += [names.discrepancy(field) for field in DISCREPANCY_FIELDS]
+    histories = {name: metric_histories(client, read, name) for name in wanted}  # bulk reads
+    return [_curve(cell, run, histories) for cell, run in chosen]
 
 
-def _curve(client: MlflowClient, cell: Cell, run: Run) -> CellCurve:
-    """One finished run's curve; metric names as the run logged them (:mod:`.metric_names`)."""
+def _curve(cell: Cell, run: Run, histories: dict[str, dict[str, dict[int, float]]]) -> CellCurve:
+    """One finished run's curve from the metrics' values per step, by metric name and run id
+    (:func:`benchmark.tracking.metric_histories`: names as the run logged them)."""
     logged = run.data.metrics
 
     def history(name: str) -> dict[int, float]:
-        return run_metric(client, run, name)
+        return histories[name][run.info.run_id]
 
     acc = history(names.TEST_ACC)
     full = cell.config.pipeline == FULL_DATA

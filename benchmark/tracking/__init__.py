@@ -3,8 +3,9 @@ that talks to MLflow (the report reads and writes through the functions here). I
 :mod:`~benchmark.tracking.store` (which store, the grid's experiment),
 :mod:`~benchmark.tracking.states` (run states), :mod:`~benchmark.tracking.runs` (creating and
 tagging runs), :mod:`~benchmark.tracking.cell_logger` (a cell's attempt),
-:mod:`~benchmark.tracking.queries` (reading runs) and :mod:`~benchmark.tracking.artifacts`;
-every public name is importable from here.
+:mod:`~benchmark.tracking.queries` (reading runs),
+:mod:`~benchmark.tracking.histories` (metric values per step, of many runs at once) and
+:mod:`~benchmark.tracking.artifacts`; every public name is importable from here.
 
 Layout (docs/design.md, "Run identity, tracking, resume"): experiment = grid name, tagged
 ``mlflow.experimentKind = custom_model_development`` (:func:`experiment_id`); run name
@@ -55,13 +56,13 @@ from benchmark.tracking.cell_logger import (
     VERSIONED_PACKAGES,
     CellLogger,
 )
+from benchmark.tracking.histories import metric_by_step, metric_histories
 from benchmark.tracking.queries import (
     current_runs,
     experiment_runs,
     finished_cell_runs,
     finished_runs,
     grid_run_list,
-    metric_by_step,
     round_records,
     run_metric,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "grid_run_list",
     "log_changed_values",
     "metric_by_step",
+    "metric_histories",
     "open_run",
     "record_submission",
     "round_records",

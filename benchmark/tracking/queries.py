@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import metric_names as names
 from benchmark.compare import CellRun, RoundPicks
 from benchmark.tracking.artifacts import downloaded
+from benchmark.tracking.histories import metric_by_step
 from benchmark.tracking.states import STATE_FINISHED, STATE_SUPERSEDED, run_state
 
 
@@ -72,13 +73,6 @@ def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
     """Per run key, the newest finished run (what reports read): a forced re-run still in
     progress does not hide the finished result it is to replace."""
     return _newest_runs(client, grid_name, lambda run: run_state(run) == STATE_FINISHED)
-
-
-def metric_by_step(client: MlflowClient, run_id: str, metric: str) -> dict[int, float]:
-    """A metric's value per step in a run; where a step was logged more than once (a rerun
-    of a round, a re-report), the latest value wins."""
-    history = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.timestamp)
-    return {m.step: m.value for m in history}
 
 
 def round_records(client: MlflowClient, run_id: str) -> list[dict]:

@@ -13,6 +13,7 @@ import pytest
 
 import benchmark.executors.slurm
 import benchmark.launch
+from asvp.config import ComputeConfig
 from asvp.options import OptionError, declared_options
 from benchmark.executors.base import EXECUTOR_KINDS, Executor, LaunchError
 from benchmark.executors.registry import EXECUTOR_CLASSES, executor_class, make_executor
@@ -118,7 +119,12 @@ def test_a_slurm_cell_is_alive_while_slurm_holds_its_job(monkeypatch):
 
 
 def test_the_slurm_preflight_asks_for_sbatch_and_an_mlflow_server(monkeypatch, tmp_path):
-    grid = SimpleNamespace(name="g", datasets=[], executor_for=lambda name, settings: settings)
+    grid = SimpleNamespace(
+        name="g",
+        datasets=[],
+        compute=ComputeConfig(),
+        executor_for=lambda name, settings: settings,
+    )
     executor = SlurmExecutor(grid, ExecutorSettings(kind="slurm"))
     monkeypatch.setenv("PATH", str(tmp_path))
     (problem,) = executor.problems()

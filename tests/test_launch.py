@@ -167,18 +167,19 @@ def test_grid_executor_settings_become_sbatch_options(tmp_path):
         assert line in script, line
 
 
-def test_the_slurm_preflight_notes_jobs_with_fewer_cpus_than_the_cells_threads(tmp_path):
-    """A job given fewer CPUs than ``compute.threads`` computes the same, more slowly: a note
-    that names the datasets, not a problem that stops the run."""
+def test_the_slurm_preflight_refuses_jobs_with_fewer_cpus_than_the_cells_threads(tmp_path):
+    """A job given fewer CPUs than ``compute.threads`` would fail at start (a cell never
+    computes with more threads than its CPUs): a problem that names the datasets and the key."""
     path = write_grid(tmp_path, "threads", executor="{kind: slurm, cpus_per_task: 2}")
     path.write_text(path.read_text() + "compute: {threads: 4}\n")
     grid = load_grid(path)
     executor = SlurmExecutor(grid, grid.executor)
-    (note,) = [note for note in executor.notes() if "compute.threads" in note]
-    assert "compute.threads is 4" in note and "mnist5k 2" in note
+    (problem,) = [p for p in executor.problems() if "compute.threads" in p.item]
+    assert "compute.threads is 4" in problem.item and "mnist5k 2" in problem.item
+    assert problem.where == "executor.cpus_per_task"
     path.write_text(path.read_text().replace("threads: 4", "threads: 2"))
     grid = load_grid(path)
-    assert not [n for n in SlurmExecutor(grid, grid.executor).notes() if "compute.threads" in n]
+    assert not [p for p in SlurmExecutor(grid, grid.executor).problems() if "threads" in p.item]
 
 
 def test_a_job_started_again_after_its_cell_finished_does_nothing(tmp_path):

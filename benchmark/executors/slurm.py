@@ -123,8 +123,9 @@ class SlurmExecutor(Executor):
             )
 
     def problems(self) -> list[Problem]:
-        """``sbatch`` on this machine's PATH, and every partition the grid names known to
-        ``sinfo``."""
+        """``sbatch`` on this machine's PATH, every partition the grid names known to
+        ``sinfo``, and jobs given at least the cells' ``compute.threads`` CPUs."""
+        problems = self._thread_problems()
         if shutil.which("sbatch") is None:
             return [
                 Problem(
@@ -132,9 +133,9 @@ class SlurmExecutor(Executor):
                     "PATH",
                     "run from a SLURM submit host, or on one machine with EXECUTOR=local "
                     "(asvp-bench run --executor local)",
-                )
+                ),
+                *problems,
             ]
-        problems = []
         for partition in sorted({s.partition for s in self._dataset_settings().values()} - {None}):
             found = subprocess.run(
                 ["sinfo", "-h", "-p", partition, "-o", "%P"], capture_output=True, text=True
@@ -150,26 +151,33 @@ class SlurmExecutor(Executor):
                 )
         return problems
 
-    def notes(self) -> list[str]:
-        """The GPUs each dataset's jobs ask for, and the datasets whose jobs get fewer CPUs than
-        the cells' ``compute.threads``.
-
-        Too few CPUs is a note, not a problem: a cell computes with ``compute.threads`` whatever
-        it is given (the same results), only more slowly when its threads share fewer CPUs.
-        """
-        settings = self._dataset_settings()
-        gpus = {name: s.gpus_per_node or 0 for name, s in settings.items()}
-        notes = ["SLURM GPUs per job: " + ", ".join(f"{k} {v}" for k, v in gpus.items())]
+    def _thread_problems(self) -> list[Problem]:
+        """The datasets whose jobs get fewer CPUs than the cells' ``compute.threads``: those
+        cells would fail at start, since a cell never computes with more threads than the CPUs
+        it is given (:func:`asvp.compute.compute_settings`), and never silently with fewer
+        (the thread count is part of its run key)."""
         threads = self.grid.compute.threads
-        short = {name: s.cpus_per_task for name, s in settings.items() if s.cpus_per_task < threads}
-        if short:
-            notes.append(
+        short = {
+            name: s.cpus_per_task
+            for name, s in self._dataset_settings().items()
+            if s.cpus_per_task < threads
+        }
+        if not short:
+            return []
+        return [
+            Problem(
                 f"compute.threads is {threads} but SLURM CPUs per task are "
                 + ", ".join(f"{k} {v}" for k, v in short.items())
-                + ": those cells compute the same, more slowly; raise executor.cpus_per_task "
-                "(or the dataset's) to at least compute.threads"
+                + ": those cells would fail at start",
+                "executor.cpus_per_task",
+                "raise executor.cpus_per_task (or the dataset's) to at least compute.threads",
             )
-        return notes
+        ]
+
+    def notes(self) -> list[str]:
+        """The GPUs each dataset's jobs ask for."""
+        gpus = {name: s.gpus_per_node or 0 for name, s in self._dataset_settings().items()}
+        return ["SLURM GPUs per job: " + ", ".join(f"{k} {v}" for k, v in gpus.items())]
 
     def _dataset_settings(self) -> dict[str, ExecutorSettings]:
         """Each dataset's settings (by label): the grid's, with what the dataset sets for itself."""

@@ -168,7 +168,19 @@ def _apply(config: ComputeConfig) -> None:
         _fix_cublas_workspace()
         torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = config.deterministic
-    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    _use_deterministic_algorithms(config.deterministic, warn_only=True)
+
+
+def _use_deterministic_algorithms(mode: bool, *, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, called only when it changes something: with the
+    algorithms off, ``warn_only`` means nothing, and the call costs a SLURM task start about
+    1.25 CPU-seconds (torch 2.13 imports ``torch._inductor`` to set its flag)."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    if enabled == mode and (
+        not mode or torch.is_deterministic_algorithms_warn_only_enabled() == warn_only
+    ):
+        return
+    torch.use_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def _fix_cublas_workspace() -> None:
@@ -187,7 +199,7 @@ def _fix_cublas_workspace() -> None:
 
 def _restore(saved: _TorchSettings) -> None:
     torch.set_num_threads(saved.threads)
-    torch.use_deterministic_algorithms(saved.deterministic, warn_only=saved.warn_only)
+    _use_deterministic_algorithms(saved.deterministic, warn_only=saved.warn_only)
     torch.backends.cudnn.deterministic = saved.cudnn_deterministic
     torch.backends.cudnn.benchmark = saved.cudnn_benchmark
     if saved.cublas_workspace is None:

@@ -9,6 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from asvp.environment import compute_environment, hardware_label
+from benchmark import metric_names as names
 from benchmark.cli import main
 from benchmark.tracking import CellLogger, experiment_id
 
@@ -110,3 +111,14 @@ def test_a_resumed_attempt_elsewhere_replaces_the_tags_and_adds_an_attempt(tiny_
     attempts = _environment_json(uri, run_id)["attempts"]
     assert [a["attempt"] for a in attempts] == [1, 2]
     assert [a["hardware"] for a in attempts] == [first, "NVIDIA H100 80GB x1, CUDA 12.4"]
+
+
+def test_every_rounds_fine_tune_logs_its_images_per_second_and_no_memory_on_cpu(tiny_run):
+    """Each evaluation budget's fine-tune logs its throughput at that step (labels); the peak
+    GPU memory is measured on CUDA only and never logged as a zero on a CPU."""
+    uri, run_id = tiny_run
+    client = MlflowClient(uri)
+    history = client.get_metric_history(run_id, names.FINETUNE_IMAGES_PER_SECOND)
+    assert sorted(point.step for point in history) == [10, 20]
+    assert all(point.value > 0 for point in history)
+    assert names.FINETUNE_PEAK_GPU_MEMORY_GIB not in client.get_run(run_id).data.metrics

@@ -36,6 +36,7 @@ from asvp.compute import compute_settings
 from asvp.config import CellConfig
 from asvp.data import Split, load_dataset
 from asvp.features import FeatureStore, pretrained_key, update_key
+from asvp.finetune_scale import FineTuneStats
 from asvp.pipelines.base import Pipeline
 from asvp.pipelines.cell_features import CellFeatures
 from asvp.pipelines.models import CellModels, FineTuned
@@ -150,7 +151,9 @@ class CellRunner:
                 labeled = np.concatenate([labeled, selected])
             # Record: the round's seconds split into sampling and evaluation compute; save the
             # checkpoint, hand the finished rounds over
-            record = self._record(round_index, labels_used, test_acc, method, selected, decision)
+            record = self._record(
+                round_index, labels_used, test_acc, method, selected, decision, tuned.stats
+            )
             if discrepancy is not None:
                 record.model_selected = model_selected.tolist()
                 record.discrepancy = discrepancy
@@ -222,6 +225,7 @@ class CellRunner:
         method: str,
         selected: np.ndarray,
         decision: UpdateDecision | None,
+        finetune: FineTuneStats | None,
     ) -> RoundRecord:
         updating = decision is not None and decision.update
         return round_record(
@@ -236,6 +240,7 @@ class CellRunner:
             selected=selected,
             feature_version=self.features.version if self.features is not None else 0,
             decision=decision,
+            finetune=finetune,
         )
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -109,6 +109,7 @@ class CellLogger:
         if record.discrepancy is not None:
             regions = dataclasses.asdict(record.discrepancy)
             metrics.update({names.discrepancy(k): float(v) for k, v in regions.items()})
+        metrics.update(names.finetune_metrics(record.finetune))
         stamp = record.finished_at_ms
         self.client.log_batch(
             self.run_id, metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()]

@@ -185,6 +185,25 @@ def test_separate_seed_matrix_equals_concatenation():
     assert k_center_positions(pool, seeds, 20).tolist() == expected
 
 
+def test_a_row_suspect_only_through_the_largest_seed_norm():
+    """Regression (an svpp coreset cell crashed with "torch.cat(): expected a non-empty list"):
+    a row is re-examined when its distance is within the rounding bound of the block's largest
+    centre norm, but a pair is recomputed only within its own, smaller bound. Row 0 is 1e-3
+    from the small seed while the other seed has norm 100: it was re-examined with no pair to
+    recompute. The seeds come as a separate matrix (as in the strategies), so no labelled row
+    meets itself in the pass and supplies a pair."""
+    pool = np.array([[0.0, 0.0], [3.0, 4.0], [-2.0, 1.0], [0.5, -6.0]], dtype=np.float32)
+    seeds = np.array([[1e-3, 0.0], [100.0, 0.0]], dtype=np.float32)
+    expected = reference_greedy(np.concatenate([pool, seeds]), [4, 5], 4)
+    assert expected[-1] == 0  # the row next to a seed comes last
+    assert k_center_positions(pool, seeds, 4).tolist() == expected
+    pool_ids = np.arange(10, 14, dtype=np.int64)
+    request = SelectionRequest(pool_ids, np.array([20, 21]), 4, np.random.default_rng(0))
+    rep = Representation(pool=torch.from_numpy(pool), labeled=seeds)
+    request = SelectionRequest(**{**request.__dict__, "embeddings": rep})
+    np.testing.assert_array_equal(select("coreset", request), pool_ids[expected])
+
+
 def test_memory_blocks_never_hold_labelled_times_unlabelled(monkeypatch):
     x = _gaussian(10, n=200)
     labeled = list(range(0, 200, 4))  # 50 labelled, 150 unlabelled

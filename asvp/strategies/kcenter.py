@@ -143,21 +143,24 @@ class _MinDistances:
             d2 = part.index_select(0, suspect).add_(sus_sq)
             scale = (sus_sq + centre_sq[None, :]).mul_(self.tol)
             near_r, near_c = torch.nonzero(d2 <= scale, as_tuple=True)
-            exact = torch.cat(
-                [
-                    (
-                        rows.index_select(0, suspect[near_r[s : s + _EXACT_PAIRS]]).double()
-                        - centres.index_select(0, near_c[s : s + _EXACT_PAIRS]).double()
-                    )
-                    .square_()
-                    .sum(dim=1)
-                    for s in range(0, near_r.numel(), _EXACT_PAIRS)
-                ]
-            )
-            d2[near_r, near_c] = exact.to(self.dtype)
-            best.index_copy_(0, suspect, d2.amin(dim=1))
-            zero = exact == 0
-            zero_r, zero_c = suspect[near_r[zero]], near_c[zero]
+            # ``limit`` uses the largest centre norm of the block, so a row can be suspect while
+            # none of its pairs is within its own pair's bound: then there is nothing to redo.
+            if near_r.numel():
+                exact = torch.cat(
+                    [
+                        (
+                            rows.index_select(0, suspect[near_r[s : s + _EXACT_PAIRS]]).double()
+                            - centres.index_select(0, near_c[s : s + _EXACT_PAIRS]).double()
+                        )
+                        .square_()
+                        .sum(dim=1)
+                        for s in range(0, near_r.numel(), _EXACT_PAIRS)
+                    ]
+                )
+                d2[near_r, near_c] = exact.to(self.dtype)
+                best.index_copy_(0, suspect, d2.amin(dim=1))
+                zero = exact == 0
+                zero_r, zero_c = suspect[near_r[zero]], near_c[zero]
         return best.clamp_(min=0.0), zero_r, zero_c
 
 

@@ -40,6 +40,7 @@ from benchmark.report.significance import (
     within_noise,
 )
 from benchmark.tracking import MlflowClient, log_changed_values
+from benchmark.tracking.queries import latest_metrics
 
 SUMMARY_METRICS = (
     "ssr",
@@ -431,10 +432,12 @@ def log_summaries(client: MlflowClient, summaries: pd.DataFrame) -> int:
     the run's latest value of that metric is not logged again, so re-running ``report`` adds
     nothing; a changed value (more seeds finished, so a* moved) is appended and becomes the
     latest, which ``mlflow ui`` shows. A value that became NaN leaves the older one in place
-    (MLflow cannot delete metric values).
+    (MLflow cannot delete metric values). The runs' latest values are read a search of many
+    runs at a time (:func:`benchmark.tracking.queries.latest_metrics`), not one request per run.
     """
     logged = 0
     stamp = int(time.time() * 1000)
+    latest = latest_metrics(client, [run_id for run_id in summaries["run_id"] if run_id])
     for row in summaries.itertuples(index=False):
         if not row.run_id:
             continue
@@ -445,5 +448,5 @@ def log_summaries(client: MlflowClient, summaries: pd.DataFrame) -> int:
         ]
         values = {f"{SUMMARY_PREFIX}{name}": getattr(row, name) for name in names}
         finite = {name: value for name, value in values.items() if math.isfinite(value)}
-        logged += log_changed_values(client, row.run_id, finite, 0, stamp)
+        logged += log_changed_values(client, row.run_id, finite, 0, stamp, latest.get(row.run_id))
     return logged

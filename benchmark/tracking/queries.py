@@ -1,11 +1,11 @@
 """Reading a grid's runs: the runs of an experiment page by page, each cell's current and finished
-run, a metric's values per step, a run's round records, and the finished cells as
-:mod:`benchmark.compare` lines them up (:mod:`benchmark.tracking`)."""
+run, many runs' latest metric values at once, a metric's values per step, a run's round records,
+and the finished cells as :mod:`benchmark.compare` lines them up (:mod:`benchmark.tracking`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import metric_names as names
 from benchmark.compare import CellRun, RoundPicks
 from benchmark.tracking.artifacts import downloaded
-from benchmark.tracking.histories import metric_by_step
+from benchmark.tracking.histories import BULK_RUNS, metric_by_step
 from benchmark.tracking.states import STATE_FINISHED, STATE_SUPERSEDED, run_state
 
 
@@ -73,6 +73,22 @@ def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
     """Per run key, the newest finished run (what reports read): a forced re-run still in
     progress does not hide the finished result it is to replace."""
     return _newest_runs(client, grid_name, lambda run: run_state(run) == STATE_FINISHED)
+
+
+def latest_metrics(client: MlflowClient, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    """By run id, the run's latest metric values (``run.data.metrics``, as ``get_run`` answers),
+    read a search of up to :data:`BULK_RUNS` ids at a time in the experiment of the first run
+    (a report's runs are one grid's), not one ``get_run`` per run; a run not found there (of
+    another experiment, or deleted) is left out."""
+    if not run_ids:
+        return {}
+    experiment = client.get_run(run_ids[0]).info.experiment_id
+    found: dict[str, dict[str, float]] = {}
+    for start in range(0, len(run_ids), BULK_RUNS):
+        quoted = ", ".join(f"'{run_id}'" for run_id in run_ids[start : start + BULK_RUNS])
+        for run in _paged_runs(client, experiment, f"attributes.run_id IN ({quoted})"):
+            found[run.info.run_id] = dict(run.data.metrics)
+    return found
 
 
 def round_records(client: MlflowClient, run_id: str) -> list[dict]:

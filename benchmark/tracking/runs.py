@@ -1,5 +1,11 @@
 """Creating and tagging runs: the run a cell's submission logs into, how it was submitted, finished
-runs of records that are not cells, and logging only changed values (:mod:`benchmark.tracking`)."""
+runs of records that are not cells, and logging only changed values (:mod:`benchmark.tracking`).
+
+MLflow's client retries a request whose answer did not arrive. For ``runs/create`` that is not
+safe: a server that saved the run before its answer was lost (a restart, a dropped connection)
+saves a second one for the retry. :func:`open_run` therefore tags each run it creates with a
+fresh ``submission_id`` and deletes every other run carrying that id, so a cell never has two
+runs from one submission."""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import math
 import os
 import socket
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
@@ -16,6 +23,9 @@ from mlflow.tracking import MlflowClient
 from benchmark.grid import Cell
 from benchmark.tracking.states import STATE_FINISHED, STATE_PENDING, run_state
 from benchmark.tracking.store import experiment_id, git_commit
+
+SUBMISSION_ID_TAG = "submission_id"
+"""The tag holding the fresh id :func:`open_run` gives each run it creates (a uuid4 in hex)."""
 
 
 def open_run(
@@ -31,7 +41,9 @@ def open_run(
     ``driver`` tag names the submitting process: a local cell is pending while it lives. The
     ``overrides`` tag holds the command line's ``KEY=VALUE`` overrides of this submission (those
     of scientific values are in the run key and params already; executor ones only here). The
-    run's MLflow status is SCHEDULED until its job starts it (MLflow would show RUNNING)."""
+    run's MLflow status is SCHEDULED until its job starts it (MLflow would show RUNNING). A
+    new run's ``submission_id`` tag tells it from a duplicate a retried create left behind,
+    which is deleted (:func:`_delete_retried_creates`)."""
     driver = f"{socket.gethostname()}:{os.getpid()}"
     submission = {"driver": driver, "overrides": " ".join(overrides)}
     if current is not None and not fresh and run_state(current) != STATE_FINISHED:
@@ -39,8 +51,10 @@ def open_run(
         client.update_run(current.info.run_id, status="SCHEDULED")
         return current.info.run_id
     config = cell.config
+    experiment = experiment_id(client, grid_name)
+    submission_id = uuid.uuid4().hex
     run_id = client.create_run(
-        experiment_id(client, grid_name),
+        experiment,
         run_name=cell.run_name,
         tags={
             "run_key": cell.run_key,
@@ -53,14 +67,29 @@ def open_run(
             "strategy": config.strategy,
             "seed": str(config.seed),
             "state": STATE_PENDING,
+            SUBMISSION_ID_TAG: submission_id,
             **submission,
             "mlflow.source.git.commit": git_commit(),
         },
     ).info.run_id
+    _delete_retried_creates(client, experiment, submission_id, run_id)
     client.update_run(run_id, status="SCHEDULED")
     client.log_batch(run_id, params=[Param(k, v) for k, v in cell.params().items()])
     client.log_dict(run_id, dataclasses.asdict(config), "config.json")
     return run_id
+
+
+def _delete_retried_creates(
+    client: MlflowClient, experiment: str, submission_id: str, run_id: str
+) -> None:
+    """Delete the runs of the experiment with id ``experiment`` tagged ``submission_id`` other
+    than ``run_id``, the one ``create_run`` returned: those a retried create left behind
+    (MLflow deletes softly: ``mlflow gc`` removes them for good). One search per created run;
+    resuming or skipping a cell creates nothing and pays nothing."""
+    query = f"tags.{SUBMISSION_ID_TAG} = '{submission_id}'"
+    for run in client.search_runs([experiment], filter_string=query):
+        if run.info.run_id != run_id:
+            client.delete_run(run.info.run_id)
 
 
 def record_submission(
@@ -85,12 +114,19 @@ def create_finished_run(
 
 
 def log_changed_values(
-    client: MlflowClient, run_id: str, values: dict[str, float], step: int, stamp: int
+    client: MlflowClient,
+    run_id: str,
+    values: dict[str, float],
+    step: int,
+    stamp: int,
+    latest: Mapping[str, float] | None = None,
 ) -> int:
     """Log ``values`` into a run at ``step`` (time ``stamp`` ms), leaving out each value equal
     to the run's latest value of that metric, so logging the same values again adds nothing;
-    return how many were logged."""
-    latest = client.get_run(run_id).data.metrics
+    return how many were logged. ``latest``: the run's latest metric values (``run.data.metrics``)
+    where the caller has them already; None reads them (one ``get_run`` request)."""
+    if latest is None:
+        latest = client.get_run(run_id).data.metrics
     metrics = [
         Metric(name, float(value), stamp, step)
         for name, value in values.items()

@@ -31,7 +31,10 @@ the latest attempt's replace an earlier one's, while ``environment.json`` keeps 
 
 A cell owns one current run. The driver opens it before submitting (:func:`open_run`, state
 ``pending``); the job that runs the cell logs into that run by id, however often it is requeued
-or restarted, so re-running a grid never creates a duplicate. Only ``run --force`` opens a new
+or restarted, so re-running a grid never creates a duplicate. A run created by a
+``runs/create`` that MLflow's client retried after a lost answer is deleted: each new run
+carries a fresh ``submission_id`` tag, and :func:`open_run` keeps only the run ``create_run``
+returned. Only ``run --force`` opens a new
 run for a cell that has one; when the new run finishes, the older runs of its key are tagged
 ``superseded`` (kept, never deleted), and until then the older finished run stays the one
 reported. Run states (tag ``state``): pending (MLflow status SCHEDULED), running, finished,
@@ -63,10 +66,12 @@ from benchmark.tracking.queries import (
     finished_cell_runs,
     finished_runs,
     grid_run_list,
+    latest_metrics,
     round_records,
     run_metric,
 )
 from benchmark.tracking.runs import (
+    SUBMISSION_ID_TAG,
     create_finished_run,
     log_changed_values,
     open_run,
@@ -104,6 +109,7 @@ __all__ = [
     "STATE_PENDING",
     "STATE_RUNNING",
     "STATE_SUPERSEDED",
+    "SUBMISSION_ID_TAG",
     "VERSIONED_PACKAGES",
     "CellLogger",
     "MlflowClient",
@@ -117,6 +123,7 @@ __all__ = [
     "finished_runs",
     "git_commit",
     "grid_run_list",
+    "latest_metrics",
     "log_changed_values",
     "metric_by_step",
     "metric_histories",

@@ -14,6 +14,9 @@ mapping in :mod:`asvp.models.checkpoints`.
 - The paper's backbones, from checkpoint files the user provides (option ``checkpoint``):
   ``resnet50_byol_eman``, ``resnet18_cifar_simsiam``, ``resnet18_cifar_simclr``
   (:mod:`asvp.models.resnet`), ``clip_vit_b16``, ``clip_vit_b32`` (:mod:`asvp.models.clip`).
+- ``timm``: any timm architecture (option ``model``, with its pretrained tag) from a timm state
+  dict file (option ``checkpoint``), its inputs from timm's pretrained config
+  (:mod:`asvp.models.timm_backbone`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from asvp.options import Annotated, OptionError, Range, declared_options
 
-from .document import write_section
+from .document import publish_section
 from .selection import DEFAULT_OUTPUT, _machine_line, machine_info
 
 SECTION = "cli-latency"
@@ -212,10 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info = machine_info("cpu", torch.get_num_threads())
     section = render_section(timings, info, repeats, loads)
-    print(section)
-    if args.output != "-":
-        write_section(args.output, SECTION, section)
-        print(f"Wrote section {SECTION!r} of {args.output}", flush=True)
+    publish_section(args.output, SECTION, section)
     return 0
 
 

@@ -35,3 +35,12 @@ def write_section(path: str | Path, name: str, text: str) -> None:
         document = document.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document)
+
+
+def publish_section(output: str | Path, name: str, text: str) -> None:
+    """Print the section ``text`` and, unless ``output`` is ``-``, write it as section ``name``
+    of the document at ``output`` (:func:`write_section`), saying so."""
+    print(text)
+    if str(output) != "-":
+        write_section(output, name, text)
+        print(f"Wrote section {name!r} of {output}", flush=True)

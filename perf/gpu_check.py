@@ -29,7 +29,7 @@ of the budgets, :data:`TOTAL_BUDGET_S` with the driver's allowance):
    references; the other strategies' kernels are these or elementwise).
 
 The figures, with the GPU's name and the date, become the section ``gpu-check`` of
-``docs/benchmarks.md`` (:func:`perf.document.write_section`), printed too. Exit status 0 when
+``docs/benchmarks.md`` (:func:`perf.document.publish_section`), printed too. Exit status 0 when
 every step passed, 1 otherwise (the section still says what was measured).
 """
 
@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .document import write_section
+from .document import publish_section
 from .selection import DEFAULT_OUTPUT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -467,10 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     date = time.strftime("%Y-%m-%d")
     total = time.perf_counter() - started
     section = render_section(results, gpu, date, _machine_line(info), total)
-    print(section)
-    if args.output != "-":
-        write_section(args.output, SECTION, section)
-        print(f"Wrote section {SECTION!r} of {args.output}", flush=True)
+    publish_section(args.output, SECTION, section)
     return 0 if all(r.status == "ok" for r in results) else 1
 
 

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .document import write_section
+from .document import publish_section
 from .harness_grid import cells_per_grid, write_grid
 from .harness_load import generate
 from .selection import DEFAULT_OUTPUT, _machine_line, machine_info
@@ -252,10 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info = machine_info("cpu", torch.get_num_threads())
     section = render_section(results, commands, info, args.repeats, args.store, loads)
-    print(section)
-    if args.output != "-":
-        write_section(args.output, SECTION, section)
-        print(f"Wrote section {SECTION!r} of {args.output}", flush=True)
+    publish_section(args.output, SECTION, section)
     return 0
 
 

@@ -38,6 +38,17 @@ SUMMARY_PREFIX = "summary/"
 """The prefix of the report's one-point values (:data:`benchmark.report.SUMMARY_METRICS`)."""
 
 
+MEASUREMENT_SECTIONS = ("time/", "compute/")
+"""Sections of what a run measured about how it ran (wall seconds, throughput, memory), as
+opposed to what it computed: they differ between two runs of the same cell."""
+
+
+def is_measurement(name: str) -> bool:
+    """Whether metric ``name`` measures how the run ran (:data:`MEASUREMENT_SECTIONS`, or an
+    old flat ``time_*`` name), not what it computed."""
+    return name.startswith(MEASUREMENT_SECTIONS) or name.startswith("time_")
+
+
 def phase_seconds(phase: str) -> str:
     """The wall seconds of one phase of a round (``extract_features``, ``finetune``, ...)."""
     return f"time/{phase}_seconds"

@@ -37,6 +37,7 @@ from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow.tracking import MlflowClient
 
 from asvp.discrepancy import SelectionDiscrepancy
+from asvp.finetune_scale import FineTuneStats
 from asvp.pipelines import CellResult
 from asvp.pipelines.records import round_record
 from asvp.trigger import UpdateDecision
@@ -231,6 +232,7 @@ def fake_result(cell: Cell, seed: int) -> CellResult:
             selected=chosen,
             feature_version=version,
             decision=decision,
+            finetune=FineTuneStats(labels * config.finetune.epochs, seconds["finetune"]),
         )
         record.finished_at_ms = start_ms + 1000 * index
         if proxy and not last:

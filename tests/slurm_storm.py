@@ -9,6 +9,8 @@ from pathlib import Path
 from data_fixtures import write_image_folder
 from mlflow.tracking import MlflowClient
 
+from benchmark.metric_names import is_measurement
+
 GRID = """
 name: {name}
 data_root: {data}
@@ -83,9 +85,9 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300) -> 
 
 
 def metric_values(client: MlflowClient, run_id: str) -> dict[str, dict[int, float]]:
-    """Every metric of a run by step, but the timings (``time/``), which differ from run to
-    run."""
-    names = [name for name in client.get_run(run_id).data.metrics if not name.startswith("time/")]
+    """Every metric of a run by step, but the measurements of how it ran (``time/``,
+    ``compute/``), which differ from run to run."""
+    names = [name for name in client.get_run(run_id).data.metrics if not is_measurement(name)]
     return {
         name: {m.step: m.value for m in client.get_metric_history(run_id, name)} for name in names
     }

@@ -83,3 +83,24 @@ def test_a_store_of_flat_names_reports_the_same_tables(tmp_path):
     pd.testing.assert_frame_equal(table, old_table)
     pd.testing.assert_frame_equal(regions, old_regions)
     assert len(regions) > 0 and table["sampling h"].notna().all()
+
+
+def test_measurements_of_how_a_run_ran_are_told_from_what_it_computed():
+    """Wall seconds, throughput and memory differ between two runs of one cell; accuracy,
+    features, indicators and discrepancies do not."""
+    measured = [
+        names.SAMPLING_SECONDS,
+        names.phase_seconds("finetune"),
+        names.FINETUNE_IMAGES_PER_SECOND,
+        names.FINETUNE_PEAK_GPU_MEMORY_GIB,
+        "time_finetune",  # an old flat name
+    ]
+    computed = [
+        names.TEST_ACC,
+        names.FEATURE_VERSION,
+        names.INDICATOR_VALUE,
+        names.discrepancy("both"),
+        "test_acc",
+    ]
+    assert all(names.is_measurement(name) for name in measured)
+    assert not any(names.is_measurement(name) for name in computed)

@@ -74,7 +74,7 @@ def test_without_data_or_checkpoints_it_stops_in_preflight_and_submits_nothing(t
 def _fixture_grid(tmp_path: Path) -> Path:
     """table2.yaml with its structure and ${...} references kept, made small: two datasets
     (CIFAR-10-LT, ImageNet) with tiny budgets and fine-tunes, one seed, two strategies, the
-    full-data cell, per-dataset settings and SLURM resources, and a CPU price."""
+    full-data cell, per-dataset settings and SLURM resources, a CPU price, one thread."""
     grid = yaml.safe_load(TABLE2.read_text())
     grid["name"] = "table2-fixture"
     grid["seeds"] = [0]
@@ -85,6 +85,9 @@ def _fixture_grid(tmp_path: Path) -> Path:
     grid["linear_probe"] = {"epochs": 3, "lr": 0.5}
     grid["proxy"] = {**grid["proxy"], "epochs": 5, "batch_size": 64}
     grid["trigger"] = {"rule": "schedule", "at_labels": [10], "max_updates": 1}
+    # one thread: a cell never computes with more threads than the CPUs it is given, and the
+    # local executor on a CI machine gives it one or two
+    grid["compute"] = {**grid["compute"], "threads": 1}
     by_name = {spec["name"]: spec for spec in grid["datasets"]}
     # a random-weight ResNet-50 (the fixture checkpoint) needs gentle steps: its re-extracted
     # features must stay within float16, as real features do

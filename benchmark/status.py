@@ -1,7 +1,8 @@
 """Where each cell of a grid stands: pending, running, finished, failed or killed, with job and
 log.
 
-Two sources are combined: the cell's current MLflow run (:func:`benchmark.tracking.current_runs`:
+Two sources are combined: the cell's current MLflow run (:func:`benchmark.tracking.current_runs`,
+read through the grid's index of finished cells: :func:`benchmark.tracking.indexed_current_runs`:
 its ``state`` tag, and the ``job_id``, ``log_path``, ``host``, ``pid`` and ``driver`` tags) and
 what the executor it was submitted to says of it (``Executor.liveness``, one query per
 executor kind): the SLURM job (``squeue`` while it is queued or running, ``sacct`` once it
@@ -37,7 +38,7 @@ from benchmark.tracking import (
     STATE_FAILED,
     STATE_FINISHED,
     STATE_KILLED,
-    current_runs,
+    indexed_current_runs,
     run_state,
 )
 
@@ -62,8 +63,9 @@ _ENDED = (STATE_FINISHED, STATE_FAILED, STATE_KILLED)  # after these, the job no
 
 @dataclass(frozen=True)
 class CellStatus:
-    """One cell's state, its current run (None: never submitted) and whether a job or process
-    exists that will run it (``live``); ``detail`` says why, in words."""
+    """One cell's state, its current run (None: never submitted; a finished one with the tags
+    the index of finished cells keeps only: ``client.get_run`` reads it in full) and whether a
+    job or process exists that will run it (``live``); ``detail`` says why, in words."""
 
     cell: Cell
     state: str
@@ -79,8 +81,10 @@ class CellStatus:
 
 
 def cell_statuses(client: MlflowClient, grid: Grid, cells: list[Cell]) -> list[CellStatus]:
-    """The status of every cell, in the order given (one MLflow query, one per scheduler)."""
-    runs = current_runs(client, grid.name)
+    """The status of every cell, in the order given (a few MLflow queries, one per scheduler).
+    A finished cell's run holds only the tags its grid's index of finished cells keeps
+    (:mod:`benchmark.tracking.finished_index`)."""
+    runs = indexed_current_runs(client, grid.name)
     alive = _liveness([run for run in runs.values() if run_state(run) not in _ENDED])
     return [_status(cell, runs.get(cell.run_key), alive) for cell in cells]
 

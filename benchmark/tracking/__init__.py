@@ -4,6 +4,7 @@ that talks to MLflow (the report reads and writes through the functions here). I
 :mod:`~benchmark.tracking.states` (run states), :mod:`~benchmark.tracking.runs` (creating and
 tagging runs), :mod:`~benchmark.tracking.cell_logger` (a cell's attempt),
 :mod:`~benchmark.tracking.queries` (reading runs),
+:mod:`~benchmark.tracking.finished_index` (the experiment tags that tell finished cells cheaply),
 :mod:`~benchmark.tracking.histories` (metric values per step, of many runs at once) and
 :mod:`~benchmark.tracking.artifacts`; every public name is importable from here.
 
@@ -59,6 +60,11 @@ from benchmark.tracking.cell_logger import (
     VERSIONED_PACKAGES,
     CellLogger,
 )
+from benchmark.tracking.finished_index import (
+    FINISHED_TAG_PREFIX,
+    indexed_current_runs,
+    record_finished,
+)
 from benchmark.tracking.histories import metric_by_step, metric_histories
 from benchmark.tracking.queries import (
     current_runs,
@@ -102,6 +108,7 @@ __all__ = [
     "ENV_TAG_PREFIX",
     "EXPERIMENT_KIND",
     "EXPERIMENT_KIND_TAG",
+    "FINISHED_TAG_PREFIX",
     "HARDWARE_TAG",
     "STATE_FAILED",
     "STATE_FINISHED",
@@ -123,11 +130,13 @@ __all__ = [
     "finished_runs",
     "git_commit",
     "grid_run_list",
+    "indexed_current_runs",
     "latest_metrics",
     "log_changed_values",
     "metric_by_step",
     "metric_histories",
     "open_run",
+    "record_finished",
     "record_submission",
     "round_records",
     "run_metric",

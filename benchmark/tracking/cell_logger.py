@@ -22,6 +22,7 @@ from asvp.loading import MixedPrecision
 from asvp.pipelines import CellResult, RoundRecord
 from benchmark import metric_names as names
 from benchmark.tracking.artifacts import downloaded
+from benchmark.tracking.finished_index import record_finished
 from benchmark.tracking.queries import grid_run_list
 from benchmark.tracking.states import (
     STATE_FAILED,
@@ -137,6 +138,7 @@ class CellLogger:
         self.client.set_tag(self.run_id, "state", STATE_FINISHED)
         self.client.set_terminated(self.run_id, status="FINISHED")
         self._supersede_older_runs()
+        record_finished(self.client, self.run_id)
 
     def _log_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """The dataset's arrays kept with the run (``dataset/<name>.npy``)."""

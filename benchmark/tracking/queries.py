@@ -5,9 +5,9 @@ and the finished cells as :mod:`benchmark.compare` lines them up (:mod:`benchmar
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from mlflow.entities import Run
+from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
 from benchmark import metric_names as names
@@ -17,16 +17,22 @@ from benchmark.tracking.histories import BULK_RUNS, metric_by_step
 from benchmark.tracking.states import STATE_FINISHED, STATE_SUPERSEDED, run_state
 
 
-def _paged_runs(
-    client: MlflowClient, experiment: str, query: str = "", order_by: list[str] | None = None
+def paged_runs(
+    client: MlflowClient,
+    experiment: str,
+    query: str = "",
+    order_by: list[str] | None = None,
+    view: int = ViewType.ACTIVE_ONLY,
 ) -> Iterator[Run]:
     """Every run of the experiment with id ``experiment`` that ``query`` selects, in
-    ``order_by`` order (None: MLflow's default, newest first), fetched a page at a time."""
+    ``order_by`` order (None: MLflow's default, newest first), fetched a page at a time; the
+    active runs, or those ``view`` (a :class:`~mlflow.entities.ViewType`) names."""
     token = None
     while True:
         page = client.search_runs(
             [experiment],
             filter_string=query,
+            run_view_type=view,
             max_results=1000,
             order_by=order_by,
             page_token=token,
@@ -39,7 +45,7 @@ def _paged_runs(
 
 def experiment_runs(client: MlflowClient, experiment: str) -> list[Run]:
     """Every run of the experiment with id ``experiment``, newest first (MLflow's order)."""
-    return list(_paged_runs(client, experiment))
+    return list(paged_runs(client, experiment))
 
 
 def grid_run_list(
@@ -50,18 +56,23 @@ def grid_run_list(
     if found is None:
         return
     query = f"tags.run_key = '{run_key}'" if run_key else ""
-    yield from _paged_runs(client, found.experiment_id, query, ["attributes.start_time ASC"])
+    yield from paged_runs(client, found.experiment_id, query, ["attributes.start_time ASC"])
+
+
+def newest_per_key(runs: Iterable[Run], keep: Callable[[Run], bool]) -> dict[str, Run]:
+    """Per run key, the last of ``runs`` (given oldest first) that ``keep`` accepts."""
+    newest: dict[str, Run] = {}
+    for run in runs:
+        if "run_key" in run.data.tags and keep(run):
+            newest[run.data.tags["run_key"]] = run
+    return newest
 
 
 def _newest_runs(
     client: MlflowClient, grid_name: str, keep: Callable[[Run], bool]
 ) -> dict[str, Run]:
     """Per run key, the newest run of the grid's experiment that ``keep`` accepts."""
-    runs: dict[str, Run] = {}
-    for run in grid_run_list(client, grid_name):  # oldest first: the newest wins
-        if "run_key" in run.data.tags and keep(run):
-            runs[run.data.tags["run_key"]] = run
-    return runs
+    return newest_per_key(grid_run_list(client, grid_name), keep)
 
 
 def current_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
@@ -75,6 +86,11 @@ def finished_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]:
     return _newest_runs(client, grid_name, lambda run: run_state(run) == STATE_FINISHED)
 
 
+def quoted_ids(run_ids: Iterable[str]) -> str:
+    """Run ids as the list of a search filter's ``IN (...)``."""
+    return ", ".join(f"'{run_id}'" for run_id in run_ids)
+
+
 def latest_metrics(client: MlflowClient, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
     """By run id, the run's latest metric values (``run.data.metrics``, as ``get_run`` answers),
     read a search of up to :data:`BULK_RUNS` ids at a time in the experiment of the first run
@@ -85,8 +101,8 @@ def latest_metrics(client: MlflowClient, run_ids: Sequence[str]) -> dict[str, di
     experiment = client.get_run(run_ids[0]).info.experiment_id
     found: dict[str, dict[str, float]] = {}
     for start in range(0, len(run_ids), BULK_RUNS):
-        quoted = ", ".join(f"'{run_id}'" for run_id in run_ids[start : start + BULK_RUNS])
-        for run in _paged_runs(client, experiment, f"attributes.run_id IN ({quoted})"):
+        quoted = quoted_ids(run_ids[start : start + BULK_RUNS])
+        for run in paged_runs(client, experiment, f"attributes.run_id IN ({quoted})"):
             found[run.info.run_id] = dict(run.data.metrics)
     return found
 

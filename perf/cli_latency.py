@@ -33,7 +33,7 @@ from pathlib import Path
 
 from asvp.options import Annotated, OptionError, Range, declared_options
 
-from .document import publish_section
+from .document import load_sentence, publish_section
 from .selection import DEFAULT_OUTPUT, _machine_line, machine_info
 
 SECTION = "cli-latency"
@@ -174,8 +174,7 @@ def render_section(
 Written by `python -m perf.cli_latency` on {time.strftime("%Y-%m-%d")}.
 
 **Machine.** {_machine_line(info)}.
-1-minute load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end (above the core
-count, other processes shared the cores and inflated the times).
+{load_sentence(*loads)}
 
 **What is measured.** The wall time of `python -m benchmark.cli ARGS` (the code the
 `asvp-bench` script runs) in a fresh process, interpreter start included; the median of

@@ -7,6 +7,7 @@ never erases another's figures.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 TITLE = """# Benchmarks
@@ -44,3 +45,16 @@ def publish_section(output: str | Path, name: str, text: str) -> None:
     if str(output) != "-":
         write_section(output, name, text)
         print(f"Wrote section {name!r} of {output}", flush=True)
+
+
+def load_sentence(start: float, end: float, cores: int | None = None) -> str:
+    """The 1-minute load averages at a benchmark's start and end, in a sentence that warns of
+    inflated times only where one exceeds the ``cores`` (default: this machine's count): then
+    other processes shared the cores."""
+    cores = cores or os.cpu_count() or 1
+    sentence = f"1-minute load average {start:.1f} at the start, {end:.1f} at the end"
+    if max(start, end) > cores:
+        sentence += (
+            " (above the core count: other processes shared the cores and inflated the times)"
+        )
+    return sentence + "."

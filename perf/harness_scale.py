@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .document import publish_section
+from .document import load_sentence, publish_section
 from .harness_grid import cells_per_grid, write_grid
 from .harness_load import generate
 from .selection import DEFAULT_OUTPUT, _machine_line, machine_info
@@ -190,8 +190,7 @@ def render_section(
 Written by `python -m perf.harness_scale` on {time.strftime("%Y-%m-%d")}.
 
 **Machine.** {_machine_line(info)}.
-1-minute load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end (above the core
-count, other processes shared the cores and inflated the times).
+{load_sentence(*loads)}
 
 **What is measured.** Grids of Table 2's shape (`perf/harness_grid.py`: 5 MNIST-5k entries x
 seeds x 22 cells, ten rounds each) whose every cell has a finished run written by the load

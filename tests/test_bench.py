@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from perf import cli_latency  # noqa: E402
+from perf.document import load_sentence  # noqa: E402
 from perf.naive import (  # noqa: E402
     naive_badge,
     naive_badge_min_sq_distances,
@@ -187,3 +188,11 @@ def test_cli_latency_probes_and_verdicts():
     failing = cli_latency.Timing(found[-1], (0.5,), (2,), "error: no data")
     assert fast.median == 0.3 and fast.passed
     assert not failing.passed  # fast, but a non-zero exit
+
+
+def test_the_load_sentence_warns_only_when_the_cores_were_shared():
+    calm = load_sentence(0.7, 1.1, cores=2)
+    assert calm == "1-minute load average 0.7 at the start, 1.1 at the end."
+    busy = load_sentence(0.7, 2.6, cores=2)
+    assert busy.startswith("1-minute load average 0.7 at the start, 2.6 at the end (above")
+    assert "inflated" in busy

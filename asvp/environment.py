@@ -45,6 +45,7 @@ def compute_environment() -> dict[str, str]:
         "torch_threads": str(torch.get_num_threads()),
         "interop_threads": str(torch.get_num_interop_threads()),
         **{name.lower(): os.environ.get(name, NONE) for name in THREAD_VARIABLES},
+        "native_threads": native_thread_pools(),
         "gpu": _gpu_names() if cuda else NONE,
         "gpu_count": str(torch.cuda.device_count() if cuda else 0),
         "cuda": torch.version.cuda or NONE,
@@ -58,6 +59,22 @@ def compute_environment() -> dict[str, str]:
         "slurm_job": slurm_job_id() or NONE,
         "slurm_node": os.environ.get("SLURMD_NODENAME", NONE),
     }
+
+
+def native_thread_pools() -> str:
+    """The thread count of each BLAS and OpenMP library loaded in this process, as threadpoolctl
+    reads it (``openblas=1,openmp=1``; one entry per library kind, the largest count of its
+    copies): what :func:`asvp.compute.compute_settings` capped, which the environment
+    variables alone do not show. ``"none"`` without threadpoolctl or any such library."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # comes with scikit-learn
+        return NONE
+    pools: dict[str, int] = {}
+    for pool in threadpool_info():
+        kind = pool["internal_api"]
+        pools[kind] = max(pools.get(kind, 0), int(pool["num_threads"]))
+    return ",".join(f"{kind}={count}" for kind, count in sorted(pools.items())) or NONE
 
 
 def hardware_label(env: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ from asvp.environment import (
     cpu_model,
     gpu_driver,
     hardware_label,
+    native_thread_pools,
     slurm_job_id,
 )
 
@@ -23,6 +24,7 @@ KEYS = {
     "omp_num_threads",
     "mkl_num_threads",
     "openblas_num_threads",
+    "native_threads",
     "gpu",
     "gpu_count",
     "cuda",
@@ -62,6 +64,20 @@ def test_thread_counts_and_deterministic_settings_are_those_in_force(monkeypatch
     assert env["omp_num_threads"] == "3" and env["mkl_num_threads"] == NONE
     assert env["deterministic"] == "true" and env["cublas_workspace_config"] == ":4096:8"
     assert compute_environment()["deterministic"] == "false"
+
+
+def test_native_thread_pools_are_those_the_cell_capped():
+    import numpy  # noqa: F401  (its BLAS is loaded, as in every cell)
+
+    from asvp.compute import compute_settings
+    from asvp.config import ComputeConfig
+
+    before = native_thread_pools()
+    with compute_settings(ComputeConfig(threads=1)):
+        capped = compute_environment()["native_threads"]
+    pools = dict(entry.split("=") for entry in capped.split(","))
+    assert "openmp" in pools and set(pools.values()) == {"1"}
+    assert native_thread_pools() == before  # restored after the cell
 
 
 def test_slurm_job_and_node_come_from_the_job_environment(monkeypatch):

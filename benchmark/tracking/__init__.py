@@ -25,10 +25,11 @@ decision and timings), ``curve.csv``, ``labeled_order.json``, ``environment.json
 versions, and per attempt what it computed with: :func:`asvp.environment.compute_environment`).
 
 What a cell computed with is also in tags under ``env.`` (``env.cpu_model``,
-``env.cpu_capability``, ``env.torch_threads``, ``env.gpu``, ``env.cuda``, ``env.cudnn``,
-``env.driver``, ``env.deterministic``, ``env.host``, ``env.slurm_job``, ..., and
-``env.hardware``, the label runs are grouped by), so the MLflow UI filters and groups by them;
-the latest attempt's replace an earlier one's, while ``environment.json`` keeps every attempt's.
+``env.cpu_capability``, ``env.torch_threads``, ``env.native_threads``, ``env.gpu``,
+``env.cuda``, ``env.cudnn``, ``env.driver``, ``env.deterministic``, ``env.host``,
+``env.slurm_job``, ..., and ``env.hardware``, the label runs are grouped by), so the MLflow UI
+filters and groups by them; the latest attempt's replace an earlier one's, while
+``environment.json`` keeps every attempt's.
 
 A cell owns one current run. The driver opens it before submitting (:func:`open_run`, state
 ``pending``); the job that runs the cell logs into that run by id, however often it is requeued

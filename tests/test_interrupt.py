@@ -116,6 +116,7 @@ def test_sigterm_to_the_driver_alone_stops_its_workers_cells(tmp_path):
 
 
 def test_ctrl_c_stops_the_debug_executor_in_its_own_process(tmp_path, capsys):
+    handler = signal.getsignal(signal.SIGINT)  # Python's, or SIG_IGN in a background job
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = write_grid(tmp_path, "inprocess", BUDGETS)
 
@@ -141,7 +142,7 @@ def test_ctrl_c_stops_the_debug_executor_in_its_own_process(tmp_path, capsys):
     (killed,) = runs.loc[runs["tags.state"] == "killed"]["status"]
     assert killed == "KILLED"
     assert sorted(runs["tags.state"]) == ["killed", "pending", "pending"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handlers restored"
+    assert signal.getsignal(signal.SIGINT) is handler, "handlers restored"
 
 
 def _store_call(body):
@@ -155,6 +156,7 @@ def _store_call(body):
 def test_a_stop_inside_the_tracking_store_waits_until_its_call_returns():
     """A stop raised inside a store write would leave its transaction open and the database
     locked (the killed state could then not be recorded): the cell stops right after it."""
+    handler = signal.getsignal(signal.SIGINT)  # Python's, or SIG_IGN in a background job
     from benchmark.executors.stopping import CellInterrupted, interruptible
 
     events = []
@@ -177,7 +179,7 @@ def test_a_stop_inside_the_tracking_store_waits_until_its_call_returns():
     except CellInterrupted as stop:
         events.append(str(stop))
     assert events == ["write finished", "after the write", "stopped by SIGINT"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handlers restored"
+    assert signal.getsignal(signal.SIGINT) is handler, "handlers restored"
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 

@@ -1,9 +1,10 @@
 """Where each cell of a grid stands: pending, running, finished, failed or killed, with job and
 log.
 
-Two sources are combined: the cell's current MLflow run (:func:`benchmark.tracking.current_runs`,
-read through the grid's index of finished cells: :func:`benchmark.tracking.indexed_current_runs`:
-its ``state`` tag, and the ``job_id``, ``log_path``, ``host``, ``pid`` and ``driver`` tags) and
+Two sources are combined: the cell's current MLflow run (its ``state`` tag, and the ``job_id``,
+``log_path``, ``host``, ``pid`` and ``driver`` tags; read through the grid's index of finished
+cells, :func:`benchmark.tracking.indexed_current_runs`, with the answer of
+:func:`benchmark.tracking.current_runs`) and
 what the executor it was submitted to says of it (``Executor.liveness``, one query per
 executor kind): the SLURM job (``squeue`` while it is queued or running, ``sacct`` once it
 ended) or, for the local executors, the process on this host.

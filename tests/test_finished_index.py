@@ -4,9 +4,11 @@ resumption read through it equals the full read of every run, whatever the runs 
 any run in full."""
 
 import json
+import uuid
 
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.utils.search_utils import SearchUtils
 
 from benchmark.grid import expand_cells, load_grid
 from benchmark.status import cell_statuses
@@ -16,10 +18,12 @@ from benchmark.tracking import (
     STATE_FINISHED,
     STATE_PENDING,
     current_runs,
+    finished_index,
     indexed_current_runs,
     record_finished,
     supersede,
 )
+from benchmark.tracking.queries import quoted_ids
 from perf.harness_grid import write_grid
 from perf.harness_load import generate
 
@@ -34,8 +38,10 @@ class _Runs:
         self.experiment = client.create_experiment(GRID)
         self.clock = 1_000
 
-    def make(self, key: str, state: str, indexed: bool = False, **tags: str) -> str:
-        self.clock += 1
+    def make(
+        self, key: str, state: str, indexed: bool = False, same_time: bool = False, **tags: str
+    ) -> str:
+        self.clock += 0 if same_time else 1
         all_tags = {"run_key": key, "state": state, **tags}
         run = self.client.create_run(self.experiment, start_time=self.clock, tags=all_tags)
         run_id = run.info.run_id
@@ -80,6 +86,28 @@ def test_the_index_answers_as_reading_every_run_does(client):
     assert {k: indexed["a"].data.tags[k] for k in done} == done
     assert indexed["a"].data.params == {}  # from the index: its tags only
     assert indexed["c"].data.params == {"lr": "0.1"}  # not finished: read in full
+
+
+def test_a_large_index_is_searched_a_group_of_ids_at_a_time(client, monkeypatch):
+    """Groups of 2 ids (as of 1,000 in a real grid), start times shared across groups: each
+    finished run without an entry is still found, and the answer is the full read's."""
+    monkeypatch.setattr(finished_index, "IDS_PER_FILTER", 2)
+    runs = _Runs(client)
+    missing = []
+    for number in range(9):
+        same_time = number % 3 != 0  # three runs per start time
+        runs.make(f"i{number}", STATE_FINISHED, indexed=True, same_time=same_time)
+        missing.append(runs.make(f"m{number}", STATE_FINISHED, same_time=True))
+    indexed = indexed_current_runs(client, GRID)
+    assert _by_key(indexed) == _by_key(current_runs(client, GRID))
+    assert len(indexed) == 18
+    assert {indexed[f"m{n}"].info.run_id for n in range(9)} == set(missing)
+
+
+def test_a_group_of_ids_is_a_filter_mlflow_parses():
+    ids = quoted_ids(uuid.uuid4().hex for _ in range(finished_index.IDS_PER_FILTER))
+    query = f"tags.state = 'finished' AND attributes.run_id NOT IN ({ids})"
+    assert len(SearchUtils.parse_search_filter(query)) == 2
 
 
 def test_only_a_finished_run_is_entered(client):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from asvp.data.transforms import InputConfig
@@ -259,8 +260,6 @@ def backbone_parameter_count(name: str, options: Mapping[str, Any] | None = None
     counted on a build of its architecture on the meta device (no weights, no file, no
     memory: a ViT-L's 300M parameters count in milliseconds, with or without its checkpoint);
     a backbone registered without an architecture is loaded."""
-    import torch
-
     canonical = check_backbone_options(name, options or {})
     architecture = _REGISTRY[name].architecture
     if architecture is None:

@@ -20,14 +20,15 @@ everything an entry cannot vouch for:
   between its two writes): the finished runs whose ids are not in the index;
 - deleted runs (the MLflow UI's delete): their entries are dropped.
 
-So the answer equals :func:`benchmark.tracking.current_runs`'s, from one experiment read and three
-searches that are small once a grid is finished, whatever its size. Runs without a ``state``
-tag (never written by asvp-bench) are not seen.
+So the answer equals :func:`benchmark.tracking.current_runs`'s, from one experiment read and a
+few searches (one more per 1,000 finished cells) that are small once a grid is finished. Runs
+without a ``state`` tag (never written by asvp-bench) are not seen.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from mlflow.entities import Experiment, Run, RunData, RunInfo, RunTag, ViewType
 from mlflow.tracking import MlflowClient
@@ -39,6 +40,9 @@ FINISHED_TAG_PREFIX = "asvp.finished."
 """The experiment tag of a finished cell is this prefix and the cell's run key."""
 INDEXED_TAGS = ("run_key", "state", "attempts", "job_id", "log_path", "executor")
 """The run tags an entry keeps: what status shows of a finished cell."""
+IDS_PER_FILTER = 1000
+"""The most run ids one search filter excludes: MLflow parses a filter with sqlparse, which
+refuses a group of more than 10,000 tokens (about 3,300 quoted ids)."""
 
 
 def record_finished(client: MlflowClient, run_id: str) -> None:
@@ -100,14 +104,34 @@ def indexed_current_runs(client: MlflowClient, grid_name: str) -> dict[str, Run]
     experiment_id = experiment.experiment_id
     indexed = finished_entries(experiment)
     unfinished = paged_runs(client, experiment_id, f"tags.state != '{STATE_FINISHED}'")
-    finished = f"tags.state = '{STATE_FINISHED}'"
-    if indexed:
-        finished += f" AND attributes.run_id NOT IN ({quoted_ids(indexed)})"
     deleted = paged_runs(client, experiment_id, view=ViewType.DELETED_ONLY)
-    runs = {run_id: run for run_id, run in indexed.items()}
+    runs = dict(indexed)
     for run in deleted:
         runs.pop(run.info.run_id, None)
-    for run in [*unfinished, *paged_runs(client, experiment_id, finished)]:
+    for run in [*unfinished, *_finished_without_entry(client, experiment_id, indexed)]:
         runs[run.info.run_id] = run  # a run overrules its entry
     ordered = sorted(runs.values(), key=lambda run: (run.info.start_time, run.info.run_id))
     return newest_per_key(ordered, lambda run: run_state(run) != STATE_SUPERSEDED)
+
+
+def _finished_without_entry(
+    client: MlflowClient, experiment_id: str, indexed: dict[str, Run]
+) -> Iterator[Run]:
+    """The experiment's finished runs that have no entry. The indexed runs, by start time, are
+    cut into groups of :data:`IDS_PER_FILTER`; each group's search covers the start times from
+    its first run's to the next group's first (the first from the beginning, the last to the
+    end) and excludes the group's ids. Every run's start time is in one window, so each run
+    without an entry is found once; an indexed run whose start time ties with the next
+    group's first is found too, and merely read in full."""
+    ordered = sorted(indexed.values(), key=lambda run: run.info.start_time)
+    groups = [ordered[i : i + IDS_PER_FILTER] for i in range(0, len(ordered), IDS_PER_FILTER)]
+    for number, group in enumerate(groups or [[]]):
+        query = [f"tags.state = '{STATE_FINISHED}'"]
+        if number > 0:
+            query.append(f"attributes.start_time >= {group[0].info.start_time}")
+        if number + 1 < len(groups):
+            query.append(f"attributes.start_time < {groups[number + 1][0].info.start_time}")
+        if group:
+            ids = quoted_ids(run.info.run_id for run in group)
+            query.append(f"attributes.run_id NOT IN ({ids})")
+        yield from paged_runs(client, experiment_id, " AND ".join(query))
